@@ -1,0 +1,709 @@
+//! The engine: a queue of builds in front of the pipeline.
+//!
+//! Builds submitted to an [`Engine`] wait in an in-process priority queue; at most
+//! `maxConcurrentBuilds` run at once. Each build runs the pipeline under its
+//! timeout (a warning at the warning time, a hard stop at the limit) and its
+//! cancellation token; when it ends, its scratch directories are removed, it is
+//! recorded in the build history and a `finished` event is sent.
+
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::builder::{BuilderRegistry, PlatformBuilder};
+use crate::cache::{
+    CacheBackend, FilesystemCache, MemoryCache, PruneReport, ReadOnlyCache, TierStats, TierUsage, TieredCache,
+    compile_pattern,
+};
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::events::{BuildEvent, EventCallback, EventEmitter, EventRecord};
+use crate::explain::Explanation;
+use crate::history::{BuildHistory, BuildRecord};
+use crate::pipeline::{BuildContext, BuildRequest, BuildStatus, Pipeline, Services};
+use crate::result::{AppRef, ArtifactRef, Artifacts, BuildResult, CacheOutcome};
+use crate::store::{ArtifactStore, LocalArtifactStore};
+
+/// The process-wide tokio runtime used when the caller is not inside one (bindings, CLI).
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("workz-build")
+            .build()
+            .expect("the process can start a tokio runtime")
+    })
+}
+
+fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.spawn(fut),
+        Err(_) => runtime().spawn(fut),
+    }
+}
+
+/// Resolved locations of the engine's directories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineDirs {
+    pub cache: PathBuf,
+    pub artifacts: PathBuf,
+    pub work: PathBuf,
+}
+
+impl EngineDirs {
+    /// Config first, then `WORKZ_CACHE_DIR` / `WORKZ_ARTIFACTS_DIR`, then the user's cache and data dirs.
+    pub fn resolve(config: &EngineConfig) -> EngineDirs {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let xdg = |var: &str, fallback: &str| {
+            std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute()).unwrap_or_else(|| home.join(fallback))
+        };
+        let env_dir = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let cache = config
+            .cache
+            .dir
+            .clone()
+            .or_else(|| env_dir("WORKZ_CACHE_DIR"))
+            .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("workz-build"));
+        let artifacts = config
+            .storage
+            .artifacts_dir
+            .clone()
+            .or_else(|| env_dir("WORKZ_ARTIFACTS_DIR"))
+            .unwrap_or_else(|| xdg("XDG_DATA_HOME", ".local/share").join("workz-build/artifacts"));
+        let work = config.storage.work_dir.clone().unwrap_or_else(|| cache.join("work"));
+        EngineDirs { cache, artifacts, work }
+    }
+}
+
+/// How many builds wait and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    pub queued: usize,
+    pub running: usize,
+    pub max_concurrent: usize,
+}
+
+/// Cache statistics: live counters of this process and what each tier holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheStats {
+    pub tiers: Vec<TierStats>,
+    pub usage: Vec<TierUsage>,
+}
+
+struct Shared {
+    services: Services,
+    dirs: EngineDirs,
+    pipeline: Pipeline,
+    history: BuildHistory,
+    gate: Arc<PriorityGate>,
+    events: broadcast::Sender<EventRecord>,
+    /// Parent of every build's token: cancelled when the last `Engine` handle goes.
+    root_cancel: CancellationToken,
+}
+
+/// Cancels the engine's builds when the last [`Engine`] handle is dropped.
+struct Owner(CancellationToken);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// The build engine. Cheap to clone; dropping the last clone cancels its queued and
+/// running builds (their handles then report `cancelled`).
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    _owner: Arc<Owner>,
+}
+
+/// Sets up an [`Engine`] with custom builders, cache, store or stages.
+pub struct EngineBuilder {
+    config: EngineConfig,
+    builders: BuilderRegistry,
+    cache: Option<Option<Arc<dyn CacheBackend>>>,
+    store: Option<Arc<dyn ArtifactStore>>,
+    pipeline: Pipeline,
+}
+
+impl EngineBuilder {
+    /// Add or replace the builder for an app type.
+    pub fn platform(mut self, builder: Arc<dyn PlatformBuilder>) -> Self {
+        self.builders.register(builder);
+        self
+    }
+
+    /// Use this cache instead of the one the config describes (`None`: no cache).
+    pub fn cache(mut self, cache: Option<Arc<dyn CacheBackend>>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub fn store(mut self, store: Arc<dyn ArtifactStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    pub fn pipeline(mut self, pipeline: Pipeline) -> Self {
+        self.pipeline = pipeline;
+        self
+    }
+
+    pub fn build(self) -> Result<Engine> {
+        let config = Arc::new(self.config);
+        config.validate("engine config")?;
+        let dirs = EngineDirs::resolve(&config);
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            Error::Store(crate::store::StoreError::Io {
+                op: "create",
+                path: path.to_path_buf(),
+                source: std::io::Error::new(e.kind(), format!("{what}: {e}")),
+            })
+        };
+        std::fs::create_dir_all(&dirs.work).map_err(|e| io("work dir", &dirs.work, e))?;
+        let history_dir = dirs.cache.join("history");
+        let history = BuildHistory::open(&history_dir).map_err(|e| io("history", &history_dir, e))?;
+        let cache = match self.cache {
+            Some(cache) => cache,
+            None => default_cache(&config, &dirs)?,
+        };
+        let store: Arc<dyn ArtifactStore> = match self.store {
+            Some(store) => store,
+            None => Arc::new(LocalArtifactStore::open(&dirs.artifacts)?),
+        };
+        let (events, _) = broadcast::channel(1024);
+        let root_cancel = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            services: Services {
+                config: config.clone(),
+                cache,
+                store,
+                builders: Arc::new(self.builders),
+                work_root: dirs.work.clone(),
+            },
+            dirs,
+            pipeline: self.pipeline,
+            history,
+            gate: Arc::new(PriorityGate::new(config.build_system.max_concurrent_builds)),
+            events,
+            root_cancel: root_cancel.clone(),
+        });
+        Ok(Engine { shared, _owner: Arc::new(Owner(root_cancel)) })
+    }
+}
+
+/// The cache the config describes: memory over filesystem, read-only if asked.
+fn default_cache(config: &EngineConfig, dirs: &EngineDirs) -> Result<Option<Arc<dyn CacheBackend>>> {
+    let mut tiers: Vec<Arc<dyn CacheBackend>> = Vec::new();
+    let ttl = Duration::from_secs(config.build_system.cache_ttl);
+    if config.cache.memory.enabled {
+        let memory_ttl = ttl.min(Duration::from_secs(config.cache.memory.ttl));
+        tiers.push(Arc::new(MemoryCache::new(config.cache.memory.max_bytes, memory_ttl)));
+    }
+    if config.cache.filesystem.enabled {
+        tiers.push(Arc::new(FilesystemCache::open(&dirs.cache.join("store"), ttl, config.cache.filesystem.max_bytes)?));
+    }
+    let cache: Arc<dyn CacheBackend> = match tiers.len() {
+        0 => return Ok(None),
+        1 => tiers.remove(0),
+        _ => Arc::new(TieredCache::new(tiers)),
+    };
+    Ok(Some(if config.cache.read_only { Arc::new(ReadOnlyCache::new(cache)) } else { cache }))
+}
+
+/// A submitted build.
+pub struct BuildHandle {
+    build_id: String,
+    events: Option<mpsc::UnboundedReceiver<EventRecord>>,
+    cancel: CancellationToken,
+    result: oneshot::Receiver<BuildResult>,
+}
+
+impl BuildHandle {
+    pub fn build_id(&self) -> &str {
+        &self.build_id
+    }
+
+    /// Cancel the build (queued or running).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// A token that cancels the build, to hand to another task.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// The build's events, in order, ending after `finished` (once; later calls get `None`).
+    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<EventRecord>> {
+        self.events.take()
+    }
+
+    /// Wait for the result.
+    pub async fn wait(self) -> BuildResult {
+        let build_id = self.build_id.clone();
+        self.result
+            .await
+            .unwrap_or_else(|_| BuildResult::rejected(build_id, &Error::internal("the build task ended without a result")))
+    }
+}
+
+impl Engine {
+    /// An engine with the built-in builders and the cache and store the config describes.
+    pub fn new(config: EngineConfig) -> Result<Engine> {
+        Engine::builder(config).build()
+    }
+
+    pub fn builder(config: EngineConfig) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            builders: BuilderRegistry::with_defaults(),
+            cache: None,
+            store: None,
+            pipeline: Pipeline::standard(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.services.config
+    }
+
+    pub fn dirs(&self) -> &EngineDirs {
+        &self.shared.dirs
+    }
+
+    pub fn history(&self) -> &BuildHistory {
+        &self.shared.history
+    }
+
+    /// Every event of every build of this engine (lossy for slow receivers).
+    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn queue_status(&self) -> QueueStatus {
+        self.shared.gate.status()
+    }
+
+    /// Queue a build. `on_event` is called for each of its events on the thread that runs it.
+    pub fn submit(&self, request: BuildRequest, on_event: Option<EventCallback>) -> BuildHandle {
+        let build_id = new_build_id();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (result_tx, result_rx) = oneshot::channel();
+        let cancel = self.shared.root_cancel.child_token();
+        let emitter = EventEmitter::new(build_id.clone(), Some(tx), Some(self.shared.events.clone()), on_event);
+        let shared = self.shared.clone();
+        let token = cancel.clone();
+        let id = build_id.clone();
+        let span = tracing::info_span!("build", build_id = %build_id);
+        spawn(
+            async move {
+                let result = crate::events::scope(emitter.clone(), run_build(shared, id, request, emitter, token)).await;
+                let _ = result_tx.send(result);
+            }
+            .instrument(span),
+        );
+        BuildHandle { build_id, events: Some(rx), cancel, result: result_rx }
+    }
+
+    /// Queue a build and wait for its result.
+    pub async fn build(&self, request: BuildRequest) -> BuildResult {
+        self.submit(request, None).wait().await
+    }
+
+    /// Build, blocking the calling thread (for callers outside any async runtime).
+    pub fn build_blocking(&self, request: BuildRequest, on_event: Option<EventCallback>) -> BuildResult {
+        let handle = self.submit(request, on_event);
+        block_on(handle.wait())
+    }
+
+    /// Whether the next build of `request` would hit the cache, and if not, what changed.
+    pub async fn explain(&self, request: BuildRequest) -> Result<Explanation> {
+        let (emitter, _) = EventEmitter::collecting("explain");
+        let mut ctx = BuildContext::new(
+            "explain".into(),
+            request,
+            self.shared.services.clone(),
+            emitter,
+            self.shared.root_cancel.child_token(),
+        );
+        self.shared.pipeline.run(&mut ctx, Some("dependencies")).await?;
+        let components = crate::pipeline::key_components(&ctx).await?;
+        let key = components.key();
+        let cache_enabled = self.config().build_system.cache_enabled && self.shared.services.cache.is_some();
+        let tier = match (&self.shared.services.cache, cache_enabled) {
+            (Some(cache), true) => cache.get_entry(&key).await.ok().flatten().map(|hit| hit.tier),
+            _ => None,
+        };
+        let app = ctx.app()?.app_id();
+        let previous = self.shared.history.last(&app, &components.target).map(|last| (last.record, last.components));
+        Ok(Explanation::new(app, &components, tier, cache_enabled, previous))
+    }
+
+    fn cache(&self) -> Result<&Arc<dyn CacheBackend>> {
+        self.shared
+            .services
+            .cache
+            .as_ref()
+            .ok_or_else(|| Error::InvalidRequest("the cache is disabled in the engine config".into()))
+    }
+
+    pub async fn cache_stats(&self) -> Result<CacheStats> {
+        let cache = self.cache()?;
+        Ok(CacheStats { tiers: cache.stats(), usage: cache.usage().await? })
+    }
+
+    /// Remove the entries matching a glob over `<app>/<target>/<key>`; returns how many.
+    pub async fn cache_invalidate(&self, pattern: &str) -> Result<u64> {
+        let pattern = compile_pattern(pattern)?;
+        Ok(self.cache()?.invalidate(&pattern).await?)
+    }
+
+    pub async fn cache_prune(&self) -> Result<PruneReport> {
+        Ok(self.cache()?.prune().await?)
+    }
+
+    pub async fn cache_clear(&self) -> Result<()> {
+        Ok(self.cache()?.clear().await?)
+    }
+}
+
+/// Run a future to completion from synchronous code.
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        // Inside a runtime: block this worker thread without starving the others.
+        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(fut)),
+        Err(_) => runtime().block_on(fut),
+    }
+}
+
+/// Build ids sort by time: `b` + UUIDv7 without dashes.
+fn new_build_id() -> String {
+    format!("b{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn run_build(
+    shared: Arc<Shared>,
+    build_id: String,
+    request: BuildRequest,
+    events: EventEmitter,
+    cancel: CancellationToken,
+) -> BuildResult {
+    let submitted = Instant::now();
+    let config = shared.services.config.clone();
+    let (default_limit, default_warning) = config.timeouts();
+    let limit = request.timeout.map(Duration::from_secs).unwrap_or(default_limit);
+    let warning = if request.timeout.is_some() { limit * 2 / 3 } else { default_warning };
+    // Wait for a slot; a build cancelled while queued never starts.
+    let position = shared.gate.status().queued + usize::from(shared.gate.status().running >= shared.gate.max);
+    if position > 0 {
+        events.emit(BuildEvent::Queued { position });
+    }
+    let permit = tokio::select! {
+        permit = shared.gate.acquire(request.priority) => Some(permit),
+        _ = cancel.cancelled() => None,
+    };
+    let mut ctx = BuildContext::new(build_id.clone(), request, shared.services.clone(), events.clone(), cancel.clone());
+    let outcome = match permit {
+        None => Err(Error::Cancelled),
+        Some(_permit) => {
+            events.emit(BuildEvent::Started);
+            let started = tokio::time::Instant::now();
+            let run = shared.pipeline.run(&mut ctx, None);
+            tokio::pin!(run);
+            let warn_at = tokio::time::sleep_until(started + warning);
+            tokio::pin!(warn_at);
+            let deadline = tokio::time::sleep_until(started + limit);
+            tokio::pin!(deadline);
+            let mut warned = false;
+            let outcome = loop {
+                tokio::select! {
+                    result = &mut run => break result,
+                    _ = &mut warn_at, if !warned => {
+                        warned = true;
+                        events.warn("build_slow", format!(
+                            "the build has run {}s of its {}s limit", warning.as_secs(), limit.as_secs()));
+                    }
+                    _ = cancel.cancelled() => break Err(Error::Cancelled),
+                    _ = &mut deadline => break Err(Error::TimedOut(limit)),
+                }
+            };
+            // Whatever is still running for this build (processes, blocking copies) stops now.
+            cancel.cancel();
+            outcome
+        }
+    };
+    let outcome = match outcome {
+        Err(Error::Process(_)) if cancel.is_cancelled() && ctx.cache_hit.is_none() && ctx.release.is_none() => {
+            // A process killed by our own cancellation reports the cancellation, not its exit.
+            Err(Error::Cancelled)
+        }
+        other => other,
+    };
+    cleanup(&shared, &ctx).await;
+    finish(&shared, ctx, outcome, submitted.elapsed())
+}
+
+/// Remove the build directory, and the staging directory unless it was published.
+async fn cleanup(shared: &Shared, ctx: &BuildContext) {
+    let (build_dir, output_dir) = ctx.scratch_dirs();
+    if let Some(dir) = build_dir
+        && !shared.services.config.storage.keep_build_dirs
+    {
+        remove_dir_retrying(&dir).await;
+    }
+    if ctx.release.is_none()
+        && let Some(dir) = output_dir
+        && let Err(e) = shared.services.store.discard(&dir).await
+    {
+        tracing::warn!("discarding staged output {} failed: {e}", dir.display());
+    }
+}
+
+/// A cancelled copy may still be finishing a file: retry briefly rather than leave the dir.
+async fn remove_dir_retrying(dir: &Path) {
+    for attempt in 0..20 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if attempt == 19 => tracing::warn!("removing build dir {} failed: {e}", dir.display()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Duration) -> BuildResult {
+    let status = match &outcome {
+        Ok(()) => BuildStatus::Succeeded,
+        Err(Error::Cancelled) => BuildStatus::Cancelled,
+        Err(Error::TimedOut(_)) => BuildStatus::TimedOut,
+        Err(_) => BuildStatus::Failed,
+    };
+    let error = outcome.err().map(|e| {
+        tracing::warn!(build_id = %ctx.build_id, code = e.code(), "build failed: {e}");
+        e.report()
+    });
+    let duration = elapsed.as_secs_f64();
+    let cache = CacheOutcome {
+        key: ctx.key.map(|k| k.to_string()),
+        hit: ctx.cache_hit.is_some(),
+        tier: ctx.cache_hit.clone(),
+    };
+    let artifacts = ctx.release.as_ref().map(|release| Artifacts {
+        path: release.location.clone(),
+        entry_point: ctx.entry_point.clone(),
+        size: ctx.files.iter().map(|f| f.size).sum(),
+        files: ctx.files.iter().map(|f| ArtifactRef { path: f.path.clone(), size: f.size, blake3: f.blake3 }).collect(),
+    });
+    let app = ctx.app.as_ref();
+    let record = BuildRecord {
+        build_id: ctx.build_id.clone(),
+        app: app.map(|a| a.app_id()),
+        version: app.map(|a| a.version.clone()),
+        app_type: app.map(|a| a.app_type.to_string()),
+        target: ctx.target.clone(),
+        status,
+        finished_at: crate::cache::unix_now(),
+        duration,
+        timings: ctx.timings.clone(),
+        cache: cache.clone(),
+        error: error.clone(),
+        release: ctx.release.as_ref().map(|r| r.location.clone()),
+    };
+    if let Err(e) = shared.history.record(&record, ctx.components.as_ref()) {
+        tracing::warn!("recording build history failed: {e}");
+    }
+    ctx.events.emit(BuildEvent::Finished { status, duration });
+    BuildResult {
+        build_id: ctx.build_id,
+        status,
+        app: app.map(|a| AppRef { name: a.name.clone(), version: a.version.clone() }),
+        target: ctx.target,
+        cache,
+        artifacts,
+        timings: ctx.timings,
+        duration,
+        warnings: ctx.warnings,
+        error,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The in-process priority queue
+// ---------------------------------------------------------------------------
+
+/// Admits at most `max` builds at once; waiting builds are admitted by priority, then age.
+struct PriorityGate {
+    max: usize,
+    state: Mutex<GateState>,
+}
+
+struct GateState {
+    running: usize,
+    next_seq: u64,
+    waiting: BinaryHeap<Waiter>,
+}
+
+struct Waiter {
+    priority: i32,
+    seq: u64,
+    wake: oneshot::Sender<()>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        (self.priority, self.seq) == (other.priority, other.seq)
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiter {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Max-heap: higher priority first, then the older (smaller seq) first.
+        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
+    }
+}
+
+/// A running build's slot; freeing it admits the next waiter.
+struct Permit {
+    gate: Arc<PriorityGate>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.gate.release();
+    }
+}
+
+/// Removes a waiter that gave up (its build was cancelled), returning a slot it was handed.
+struct WaitGuard {
+    gate: Arc<PriorityGate>,
+    seq: u64,
+    rx: Option<oneshot::Receiver<()>>,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else { return };
+        if rx.try_recv().is_ok() {
+            // A slot was handed over as we gave up: pass it on.
+            self.gate.release();
+        } else {
+            self.gate.lock().waiting.retain(|w| w.seq != self.seq);
+        }
+    }
+}
+
+impl PriorityGate {
+    fn new(max: usize) -> PriorityGate {
+        PriorityGate { max, state: Mutex::new(GateState { running: 0, next_seq: 0, waiting: BinaryHeap::new() }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn status(&self) -> QueueStatus {
+        let s = self.lock();
+        QueueStatus { queued: s.waiting.len(), running: s.running, max_concurrent: self.max }
+    }
+
+    async fn acquire(self: &Arc<Self>, priority: i32) -> Permit {
+        let (tx, rx) = oneshot::channel();
+        let seq = {
+            let mut s = self.lock();
+            if s.running < self.max && s.waiting.is_empty() {
+                s.running += 1;
+                return Permit { gate: self.clone() };
+            }
+            let seq = s.next_seq;
+            s.next_seq += 1;
+            s.waiting.push(Waiter { priority, seq, wake: tx });
+            seq
+        };
+        let mut guard = WaitGuard { gate: self.clone(), seq, rx: Some(rx) };
+        let rx = guard.rx.as_mut().expect("set just above");
+        // The sender lives in the heap until a release pops it, so this only ends by a wake.
+        let _ = rx.await;
+        guard.rx = None;
+        Permit { gate: self.clone() }
+    }
+
+    /// Hand the freed slot to the best waiter, or free it.
+    fn release(&self) {
+        let mut s = self.lock();
+        while let Some(waiter) = s.waiting.pop() {
+            if waiter.wake.send(()).is_ok() {
+                return;
+            }
+        }
+        s.running = s.running.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_gate_admits_by_priority_then_age() {
+        let gate = Arc::new(PriorityGate::new(1));
+        let first = gate.acquire(0).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (name, priority) in [("low", 0), ("high", 5), ("low2", 0)] {
+            let gate = gate.clone();
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                let _p = gate.acquire(priority).await;
+                order.lock().unwrap().push(name);
+            }));
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(gate.status().queued, 3);
+        drop(first);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec!["high", "low", "low2"]);
+        assert_eq!(gate.status(), QueueStatus { queued: 0, running: 0, max_concurrent: 1 });
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_leaves_no_trace() {
+        let gate = Arc::new(PriorityGate::new(1));
+        let first = gate.acquire(0).await;
+        let waiting = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let _p = gate.acquire(0).await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(gate.status().queued, 1);
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(gate.status().queued, 0);
+        drop(first);
+        assert_eq!(gate.status().running, 0);
+        let _again = gate.acquire(0).await;
+        assert_eq!(gate.status().running, 1);
+    }
+}

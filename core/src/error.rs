@@ -1,0 +1,253 @@
+//! One error model for the whole engine.
+//!
+//! Each module has its own error enum; [`Error`] gathers them. Every error has a
+//! stable snake_case [`Error::code`] (the same string in C, Python and Node), a
+//! [`Category`], an optional [`Error::hint`] and a retryable flag that the
+//! pipeline's retry loop reads.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::cache::CacheError;
+pub use crate::config::ConfigError;
+pub use crate::process::ProcessError;
+pub use crate::source::SourceError;
+pub use crate::store::StoreError;
+
+/// Who has to act on an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// The app's sources or configuration are wrong: the user fixes them.
+    User,
+    /// A build tool is missing, failed or misbehaved.
+    Toolchain,
+    /// The machine, the network or a storage backend failed.
+    Infrastructure,
+    /// A bug in the engine.
+    Internal,
+}
+
+/// Errors of the build itself (not of its inputs or of the machine).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("validation failed: {0}")]
+    Validation(String),
+    #[error("unsupported app type `{0}`")]
+    UnsupportedAppType(String),
+    #[error("target `{target}` is not supported by the `{app_type}` builder (supported: {supported})")]
+    UnsupportedTarget {
+        app_type: String,
+        target: String,
+        supported: String,
+    },
+    #[error("platform `{platform}` is disabled in the engine configuration")]
+    PlatformDisabled { platform: String },
+    #[error("target `{target}` cannot be built on this host: {reason}")]
+    PlatformRequirementUnmet { target: String, reason: String },
+    #[error("{0}")]
+    Failed(String),
+    #[error("the build finished but produced no artifact: {0}")]
+    ArtifactMissing(String),
+}
+
+impl BuildError {
+    fn code(&self) -> &'static str {
+        match self {
+            BuildError::Validation(_) => "validation_failed",
+            BuildError::UnsupportedAppType(_) => "unsupported_app_type",
+            BuildError::UnsupportedTarget { .. } => "unsupported_target",
+            BuildError::PlatformDisabled { .. } => "platform_disabled",
+            BuildError::PlatformRequirementUnmet { .. } => "platform_requirement_unmet",
+            BuildError::Failed(_) => "build_failed",
+            BuildError::ArtifactMissing(_) => "artifact_missing",
+        }
+    }
+
+    fn category(&self) -> Category {
+        match self {
+            BuildError::PlatformRequirementUnmet { .. } => Category::Infrastructure,
+            BuildError::Failed(_) | BuildError::ArtifactMissing(_) => Category::Toolchain,
+            _ => Category::User,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(
+            match self {
+                BuildError::Validation(_) => "Fix the reported files and build again.",
+                BuildError::UnsupportedAppType(_) => {
+                    "Set `appType` in workz.json to one of: static, javascript, flutter."
+                }
+                BuildError::UnsupportedTarget { .. } => {
+                    "Use one of the supported targets in `buildTargets` or --target."
+                }
+                BuildError::PlatformDisabled { .. } => {
+                    "Enable the platform in the engine configuration (`platforms.<type>.enabled`)."
+                }
+                BuildError::PlatformRequirementUnmet { .. } => {
+                    "Build this target on a worker that meets the requirement; the app's other targets can still build here."
+                }
+                BuildError::Failed(_) => return None,
+                BuildError::ArtifactMissing(_) => {
+                    "The tool exited successfully but wrote nothing where expected: check the build logs and the tool's output directory settings."
+                }
+            }
+            .to_string(),
+        )
+    }
+}
+
+/// The engine's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("the build was cancelled")]
+    Cancelled,
+    #[error("the build timed out after {}s", .0.as_secs())]
+    TimedOut(Duration),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Stable snake_case code, identical in every binding.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config(e) => e.code(),
+            Error::Source(e) => e.code(),
+            Error::Cache(e) => e.code(),
+            Error::Store(e) => e.code(),
+            Error::Process(e) => e.code(),
+            Error::Build(e) => e.code(),
+            Error::Cancelled => "cancelled",
+            Error::TimedOut(_) => "timed_out",
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Config(_) | Error::Source(_) | Error::InvalidRequest(_) => Category::User,
+            Error::Cache(_) | Error::Store(_) => Category::Infrastructure,
+            Error::Process(e) => e.category(),
+            Error::Build(e) => e.category(),
+            Error::Cancelled => Category::User,
+            Error::TimedOut(_) => Category::Infrastructure,
+            Error::Internal(_) => Category::Internal,
+        }
+    }
+
+    /// What the user can do about it, from the platform's troubleshooting guide where one applies.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Config(e) => e.hint(),
+            Error::Source(e) => e.hint(),
+            Error::Cache(e) => e.hint(),
+            Error::Store(e) => e.hint(),
+            Error::Process(e) => e.hint(),
+            Error::Build(e) => e.hint(),
+            Error::Cancelled => None,
+            Error::TimedOut(_) => Some(
+                "Check the build worker's resources (CPU with `top`, disk with `df -h`, memory with `free -h`); \
+                 enable dependency caching; raise `buildSystem.buildTimeout` if the build is legitimately long."
+                    .into(),
+            ),
+            Error::InvalidRequest(_) => None,
+            Error::Internal(_) => Some("This is a bug in the engine: please report it with the build log.".into()),
+        }
+    }
+
+    /// Whether running the failed stage again may succeed (network, busy machine).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Process(e) => e.is_retryable(),
+            Error::Cache(e) => e.is_retryable(),
+            Error::Store(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The serializable form carried by results, events and bindings.
+    pub fn report(&self) -> ErrorReport {
+        ErrorReport {
+            code: self.code().to_string(),
+            category: self.category(),
+            message: self.to_string(),
+            hint: self.hint(),
+        }
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
+    }
+}
+
+/// An error as data: what crosses the FFI boundaries and lands in `BuildResult.error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub code: String,
+    pub category: Category,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for ErrorReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}]", self.message, self.code)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every code the engine can return, for docs and binding tests.
+pub const ALL_CODES: &[&str] = &[
+    "config_parse_error",
+    "config_invalid",
+    "config_read_failed",
+    "app_config_missing",
+    "source_not_found",
+    "source_path_invalid",
+    "source_duplicate_path",
+    "source_symlink_escape",
+    "source_file_too_large",
+    "source_too_many_files",
+    "source_too_large",
+    "source_read_failed",
+    "cache_io_failed",
+    "cache_entry_invalid",
+    "cache_read_only",
+    "artifact_store_failed",
+    "artifact_name_invalid",
+    "hook_invalid",
+    "toolchain_missing",
+    "process_spawn_failed",
+    "process_failed",
+    "process_timed_out",
+    "validation_failed",
+    "unsupported_app_type",
+    "unsupported_target",
+    "platform_disabled",
+    "platform_requirement_unmet",
+    "build_failed",
+    "artifact_missing",
+    "cancelled",
+    "timed_out",
+    "invalid_request",
+    "internal",
+];

@@ -1,0 +1,94 @@
+//! The build history, kept with the cache: every finished build as a JSON line,
+//! and per app and target the last build with its key components (what
+//! `explain` compares against, and what the monitor reads).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::KeyComponents;
+use crate::error::ErrorReport;
+use crate::pipeline::{BuildStatus, StageTimings};
+use crate::result::CacheOutcome;
+
+/// One finished build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub build_id: String,
+    /// The app id (slug of its name); null when the app config could not be read.
+    pub app: Option<String>,
+    pub version: Option<String>,
+    pub app_type: Option<String>,
+    pub target: Option<String>,
+    pub status: BuildStatus,
+    /// Unix seconds when the build ended.
+    pub finished_at: u64,
+    pub duration: f64,
+    pub timings: StageTimings,
+    pub cache: CacheOutcome,
+    pub error: Option<ErrorReport>,
+    /// Where the release was published.
+    pub release: Option<String>,
+}
+
+/// The last build of an app target, with what went into its key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastBuild {
+    pub record: BuildRecord,
+    pub components: KeyComponents,
+}
+
+/// The history under `<cache root>/history`.
+#[derive(Debug, Clone)]
+pub struct BuildHistory {
+    dir: PathBuf,
+}
+
+impl BuildHistory {
+    pub fn open(dir: &Path) -> std::io::Result<BuildHistory> {
+        std::fs::create_dir_all(dir.join("last"))?;
+        Ok(BuildHistory { dir: dir.to_path_buf() })
+    }
+
+    fn last_path(&self, app: &str, target: &str) -> PathBuf {
+        self.dir.join("last").join(app).join(format!("{target}.json"))
+    }
+
+    /// Append a record; with components, it also becomes the app target's last build.
+    pub fn record(&self, record: &BuildRecord, components: Option<&KeyComponents>) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        // One write of a whole line with O_APPEND: concurrent writers do not interleave.
+        std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("builds.jsonl"))?.write_all(&line)?;
+        if let (Some(components), Some(app), Some(target)) = (components, &record.app, &record.target) {
+            let path = self.last_path(app, target);
+            let parent = path.parent().expect("history paths have a parent");
+            std::fs::create_dir_all(parent)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
+            serde_json::to_writer(&mut tmp, &LastBuild { record: record.clone(), components: components.clone() })
+                .map_err(std::io::Error::other)?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+        }
+        Ok(())
+    }
+
+    /// The last build of `app` for `target` whose key was computed.
+    pub fn last(&self, app: &str, target: &str) -> Option<LastBuild> {
+        let bytes = std::fs::read(self.last_path(app, target)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The most recent `limit` records, newest last. Lines that do not parse are skipped.
+    pub fn recent(&self, limit: usize) -> std::io::Result<Vec<BuildRecord>> {
+        let text = match std::fs::read_to_string(self.dir.join("builds.jsonl")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut records: Vec<BuildRecord> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let skip = records.len().saturating_sub(limit);
+        records.drain(..skip);
+        Ok(records)
+    }
+}

@@ -1,0 +1,49 @@
+//! The Workz build engine: builds Workz! platform apps in-process.
+//!
+//! ```no_run
+//! # async fn demo() -> workz_build::Result<()> {
+//! use workz_build::{BuildRequest, Engine, EngineConfig};
+//! let engine = Engine::new(EngineConfig::default())?;
+//! let result = engine.build(BuildRequest::directory("examples/static-site")).await;
+//! println!("{}", serde_json::to_string_pretty(&result).unwrap());
+//! # Ok(()) }
+//! ```
+//!
+//! The flow is queue → pipeline (validate → dependencies → cache lookup → build →
+//! optimize → package → cache store → deploy) → history and events; see
+//! `docs/architecture.md`.
+
+pub mod builder;
+pub mod builders;
+pub mod cache;
+pub mod config;
+pub mod digest;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod explain;
+pub mod history;
+pub mod output;
+pub mod pipeline;
+pub mod process;
+pub mod result;
+pub mod source;
+pub mod store;
+#[doc(hidden)]
+pub mod testing;
+
+pub use builder::{BuildOutput, BuilderRegistry, HostRequirement, PlatformBuilder};
+pub use cache::{CacheBackend, CacheKey, KeyComponents};
+pub use config::{AppConfig, EngineConfig};
+pub use digest::Digest;
+pub use engine::{BuildHandle, CacheStats, Engine, EngineBuilder, EngineDirs, QueueStatus};
+pub use error::{Category, Error, ErrorReport, Result};
+pub use events::{BuildEvent, EventRecord};
+pub use explain::Explanation;
+pub use pipeline::{BuildContext, BuildRequest, BuildStatus, Flow, Pipeline, Stage};
+pub use result::BuildResult;
+pub use source::{SourceSpec, SourceTree};
+pub use store::{ArtifactStore, LocalArtifactStore, Manifest};
+
+/// The engine's version; part of every cache key.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,83 @@
+//! What a build returns: one serializable [`BuildResult`], for every outcome.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::ErrorReport;
+use crate::pipeline::{BuildStatus, StageTimings, Warning};
+
+/// The app a build was for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRef {
+    pub name: String,
+    pub version: String,
+}
+
+/// What the cache did for a build.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheOutcome {
+    /// 64 hex digits; null when the build failed before its key was known.
+    pub key: Option<String>,
+    pub hit: bool,
+    /// The tier that served the hit.
+    pub tier: Option<String>,
+}
+
+/// One published file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    pub path: String,
+    pub size: u64,
+    pub blake3: Digest,
+}
+
+/// Where a build's outputs were published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifacts {
+    /// The release directory (or URL, for remote stores).
+    pub path: String,
+    pub entry_point: Option<String>,
+    /// Total bytes of `files`.
+    pub size: u64,
+    pub files: Vec<ArtifactRef>,
+}
+
+/// The outcome of one build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildResult {
+    pub build_id: String,
+    pub status: BuildStatus,
+    /// Null when the app config could not be read.
+    pub app: Option<AppRef>,
+    pub target: Option<String>,
+    pub cache: CacheOutcome,
+    pub artifacts: Option<Artifacts>,
+    /// Seconds per stage, in the order they ran.
+    pub timings: StageTimings,
+    /// Seconds from submission to the end, queue time included.
+    pub duration: f64,
+    pub warnings: Vec<Warning>,
+    pub error: Option<ErrorReport>,
+}
+
+impl BuildResult {
+    pub fn succeeded(&self) -> bool {
+        self.status == BuildStatus::Succeeded
+    }
+
+    /// A failed result for an error raised before a build could start (bad config, say).
+    pub fn rejected(build_id: String, error: &crate::Error) -> BuildResult {
+        BuildResult {
+            build_id,
+            status: BuildStatus::Failed,
+            app: None,
+            target: None,
+            cache: CacheOutcome::default(),
+            artifacts: None,
+            timings: StageTimings::default(),
+            duration: 0.0,
+            warnings: Vec::new(),
+            error: Some(error.report()),
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! Source intake: a checked, hashed snapshot of an app's files.
+//!
+//! Paths are checked once, here: relative, `/`-separated, no `..`, `.`, empty,
+//! absolute, drive or backslash components, no NUL or control characters, no
+//! symlink that leaves the root, and within the configured limits. Everything
+//! downstream trusts a [`SourceTree`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{LimitsConfig, SourceConfig};
+use crate::digest::Digest;
+
+/// Errors of source intake.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source directory {0} does not exist or is not a directory")]
+    NotFound(PathBuf),
+    #[error("invalid source path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("duplicate source path {0:?}")]
+    DuplicatePath(String),
+    #[error("symlink {path:?} points outside the source root")]
+    SymlinkEscape { path: String },
+    #[error("source file {path:?} is {size} bytes, over the limit of {limit}")]
+    FileTooLarge { path: String, size: u64, limit: u64 },
+    #[error("the source has more than {limit} files")]
+    TooManyFiles { limit: u64 },
+    #[error("the source is over the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("cannot read source {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SourceError {
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            SourceError::NotFound(_) => "source_not_found",
+            SourceError::InvalidPath { .. } => "source_path_invalid",
+            SourceError::DuplicatePath(_) => "source_duplicate_path",
+            SourceError::SymlinkEscape { .. } => "source_symlink_escape",
+            SourceError::FileTooLarge { .. } => "source_file_too_large",
+            SourceError::TooManyFiles { .. } => "source_too_many_files",
+            SourceError::TooLarge { .. } => "source_too_large",
+            SourceError::Read { .. } => "source_read_failed",
+        }
+    }
+
+    pub(crate) fn hint(&self) -> Option<String> {
+        Some(
+            match self {
+                SourceError::NotFound(_) => "Pass the directory that holds the app (its workz.json).",
+                SourceError::InvalidPath { .. } | SourceError::DuplicatePath(_) => {
+                    "Source paths must be relative, '/'-separated and stay inside the app root."
+                }
+                SourceError::SymlinkEscape { .. } => {
+                    "Replace the symlink with the file it points to, or remove it: builds only read inside the app root."
+                }
+                SourceError::FileTooLarge { .. } | SourceError::TooLarge { .. } => {
+                    "Leave large generated files out (.gitignore or `source.exclude`) or raise `limits.maxFileBytes` / `limits.maxSourceBytes`."
+                }
+                SourceError::TooManyFiles { .. } => {
+                    "Leave generated or vendored folders out (.gitignore or `source.exclude`) or raise `limits.maxSourceFiles`."
+                }
+                SourceError::Read { .. } => "Check the file's permissions.",
+            }
+            .into(),
+        )
+    }
+}
+
+/// Where a source file's bytes are.
+#[derive(Debug, Clone)]
+enum Content {
+    Disk(PathBuf),
+    Memory(Bytes),
+}
+
+/// One checked source file.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Relative, `/`-separated, checked.
+    pub path: String,
+    pub size: u64,
+    pub digest: Digest,
+    content: Content,
+}
+
+impl SourceFile {
+    /// The file's bytes.
+    pub fn read(&self) -> Result<Bytes, SourceError> {
+        match &self.content {
+            Content::Memory(bytes) => Ok(bytes.clone()),
+            Content::Disk(path) => std::fs::read(path).map(Bytes::from).map_err(|source| SourceError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Write the file to `dest` (a path the caller owns).
+    pub fn copy_to(&self, dest: &Path) -> std::io::Result<()> {
+        match &self.content {
+            Content::Memory(bytes) => std::fs::write(dest, bytes),
+            Content::Disk(path) => std::fs::copy(path, dest).map(|_| ()),
+        }
+    }
+}
+
+/// A checked, hashed snapshot of an app's sources, sorted by path.
+#[derive(Debug, Clone, Default)]
+pub struct SourceTree {
+    root: Option<PathBuf>,
+    files: Vec<SourceFile>,
+    total_bytes: u64,
+}
+
+/// What to take in, in a [`crate::BuildRequest`]: a directory or files in memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceSpec {
+    /// A directory on this machine.
+    Directory(PathBuf),
+    /// Relative path → contents (UTF-8 text in JSON; bytes from Rust and the bindings).
+    Files(BTreeMap<String, FileBytes>),
+}
+
+/// File contents that serialize as a UTF-8 string when they are text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileBytes(pub Bytes);
+
+impl Serialize for FileBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.serialize_bytes(&self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Bytes(Vec<u8>),
+        }
+        Ok(FileBytes(match Raw::deserialize(d)? {
+            Raw::Text(text) => Bytes::from(text),
+            Raw::Bytes(bytes) => Bytes::from(bytes),
+        }))
+    }
+}
+
+impl<T: Into<Bytes>> From<T> for FileBytes {
+    fn from(value: T) -> Self {
+        FileBytes(value.into())
+    }
+}
+
+impl SourceTree {
+    /// Take in a [`SourceSpec`].
+    pub fn intake(spec: &SourceSpec, limits: &LimitsConfig, rules: &SourceConfig) -> Result<SourceTree, SourceError> {
+        match spec {
+            SourceSpec::Directory(dir) => SourceTree::from_dir(dir, limits, rules),
+            SourceSpec::Files(files) => {
+                SourceTree::from_memory(files.iter().map(|(p, b)| (p.clone(), b.0.clone())), limits)
+            }
+        }
+    }
+
+    /// Snapshot a directory, leaving out ignored files and `source.exclude` patterns.
+    pub fn from_dir(root: &Path, limits: &LimitsConfig, rules: &SourceConfig) -> Result<SourceTree, SourceError> {
+        if !root.is_dir() {
+            return Err(SourceError::NotFound(root.to_path_buf()));
+        }
+        let canonical_root = root
+            .canonicalize()
+            .map_err(|source| SourceError::Read { path: root.display().to_string(), source })?;
+        let exclude = exclude_matcher(&canonical_root, &rules.exclude);
+
+        let mut walker = ignore::WalkBuilder::new(&canonical_root);
+        walker
+            .standard_filters(false)
+            .follow_links(false)
+            .git_ignore(rules.respect_gitignore)
+            .require_git(false)
+            .sort_by_file_name(|a, b| a.cmp(b));
+        if rules.respect_gitignore {
+            walker.add_custom_ignore_filename(".workzignore");
+        }
+        let filter_root = canonical_root.clone();
+        walker.filter_entry(move |entry| {
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            let rel = entry.path().strip_prefix(&filter_root).unwrap_or(entry.path());
+            rel.as_os_str().is_empty() || !exclude.matched_path_or_any_parents(rel, is_dir).is_ignore()
+        });
+
+        let mut pending = Vec::new();
+        let mut total: u64 = 0;
+        for entry in walker.build() {
+            let entry = entry.map_err(|e| SourceError::Read {
+                path: root.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let Some(file_type) = entry.file_type() else { continue };
+            if file_type.is_dir() {
+                continue;
+            }
+            let abs = entry.path();
+            let rel = relative_path(&canonical_root, abs)?;
+            let data_path = if file_type.is_symlink() {
+                match resolve_symlink(&canonical_root, abs, &rel)? {
+                    Some(target) => target,
+                    // A symlink to a directory inside the root: its files are walked at their real path.
+                    None => continue,
+                }
+            } else if file_type.is_file() {
+                abs.to_path_buf()
+            } else {
+                // Sockets, FIFOs and devices are not sources.
+                continue;
+            };
+            let size = std::fs::metadata(&data_path)
+                .map_err(|source| SourceError::Read { path: rel.clone(), source })?
+                .len();
+            if pending.len() as u64 >= limits.max_source_files {
+                return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
+            }
+            check_size(&rel, size, &mut total, limits)?;
+            pending.push((rel, size, data_path));
+        }
+
+        let files = hash_files(pending)?;
+        Ok(SourceTree { root: Some(canonical_root), files, total_bytes: total })
+    }
+
+    /// Take in files held in memory.
+    pub fn from_memory<I>(files: I, limits: &LimitsConfig) -> Result<SourceTree, SourceError>
+    where
+        I: IntoIterator<Item = (String, Bytes)>,
+    {
+        let mut checked = BTreeMap::new();
+        let mut total: u64 = 0;
+        for (path, bytes) in files {
+            let rel = normalize_path(&path)?;
+            if checked.len() as u64 >= limits.max_source_files {
+                return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
+            }
+            check_size(&rel, bytes.len() as u64, &mut total, limits)?;
+            if checked.insert(rel.clone(), bytes).is_some() {
+                return Err(SourceError::DuplicatePath(rel));
+            }
+        }
+        let files = checked
+            .into_par_iter()
+            .map(|(path, bytes)| SourceFile {
+                size: bytes.len() as u64,
+                digest: Digest::of(&bytes),
+                path,
+                content: Content::Memory(bytes),
+            })
+            .collect();
+        Ok(SourceTree { root: None, files, total_bytes: total })
+    }
+
+    /// The directory the snapshot was taken from, if any.
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
+    /// Files sorted by path.
+    pub fn files(&self) -> &[SourceFile] {
+        &self.files
+    }
+
+    pub fn get(&self, path: &str) -> Option<&SourceFile> {
+        self.files.binary_search_by(|f| f.path.as_str().cmp(path)).ok().map(|i| &self.files[i])
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    /// Write every file that `keep` selects under `dir` (which the caller owns), in parallel.
+    /// Stops early when `cancelled` turns true.
+    pub fn materialize(
+        &self,
+        dir: &Path,
+        keep: &(dyn Fn(&SourceFile) -> bool + Sync),
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> std::io::Result<()> {
+        let selected: Vec<&SourceFile> = self.files.iter().filter(|f| keep(f)).collect();
+        let mut dirs: Vec<PathBuf> =
+            selected.iter().filter_map(|f| Path::new(&f.path).parent().map(|p| dir.join(p))).collect();
+        dirs.dedup();
+        std::fs::create_dir_all(dir)?;
+        for d in &dirs {
+            std::fs::create_dir_all(d)?;
+        }
+        selected.par_iter().try_for_each(|file| {
+            if cancelled() {
+                return Err(std::io::Error::other("cancelled"));
+            }
+            file.copy_to(&dir.join(&file.path))
+        })
+    }
+}
+
+fn check_size(rel: &str, size: u64, total: &mut u64, limits: &LimitsConfig) -> Result<(), SourceError> {
+    if size > limits.max_file_bytes {
+        return Err(SourceError::FileTooLarge { path: rel.to_string(), size, limit: limits.max_file_bytes });
+    }
+    *total += size;
+    if *total > limits.max_source_bytes {
+        return Err(SourceError::TooLarge { limit: limits.max_source_bytes });
+    }
+    Ok(())
+}
+
+fn exclude_matcher(root: &Path, patterns: &[String]) -> ignore::gitignore::Gitignore {
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+    for pattern in patterns {
+        // A malformed pattern is skipped rather than failing every build; config validation reports it.
+        let _ = builder.add_line(None, pattern);
+    }
+    builder.build().unwrap_or_else(|_| ignore::gitignore::Gitignore::empty())
+}
+
+/// `abs` relative to `root`, as a checked `/`-separated path.
+fn relative_path(root: &Path, abs: &Path) -> Result<String, SourceError> {
+    let rel = abs.strip_prefix(root).map_err(|_| SourceError::InvalidPath {
+        path: abs.display().to_string(),
+        reason: "outside the source root",
+    })?;
+    let text = rel.to_str().ok_or_else(|| SourceError::InvalidPath {
+        path: rel.to_string_lossy().into_owned(),
+        reason: "not valid UTF-8",
+    })?;
+    normalize_path(text)
+}
+
+/// Resolve a symlink found in the walk: `Some(target)` for a file inside the root,
+/// `None` for a directory inside the root, an error when it leaves the root or dangles.
+fn resolve_symlink(root: &Path, link: &Path, rel: &str) -> Result<Option<PathBuf>, SourceError> {
+    let target = link
+        .canonicalize()
+        .map_err(|_| SourceError::SymlinkEscape { path: rel.to_string() })?;
+    if !target.starts_with(root) {
+        return Err(SourceError::SymlinkEscape { path: rel.to_string() });
+    }
+    Ok(target.is_file().then_some(target))
+}
+
+/// Check a relative path and return its normal form (no leading `./`).
+pub fn normalize_path(path: &str) -> Result<String, SourceError> {
+    let invalid = |reason| SourceError::InvalidPath { path: path.to_string(), reason };
+    if path.is_empty() {
+        return Err(invalid("empty path"));
+    }
+    if path.len() > 4096 {
+        return Err(invalid("longer than 4096 bytes"));
+    }
+    if path.chars().any(|c| c == '\0') {
+        return Err(invalid("contains a NUL character"));
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err(invalid("contains a control character"));
+    }
+    if path.contains('\\') {
+        return Err(invalid("contains a backslash; use '/' as the separator"));
+    }
+    if path.starts_with('/') {
+        return Err(invalid("absolute path"));
+    }
+    let bytes = path.as_bytes();
+    if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
+        return Err(invalid("drive path"));
+    }
+    let trimmed = path.trim_start_matches("./");
+    let mut parts = Vec::new();
+    for part in trimmed.split('/') {
+        match part {
+            "" => return Err(invalid("empty path component")),
+            "." => return Err(invalid("'.' component")),
+            ".." => return Err(invalid("'..' component")),
+            _ => parts.push(part),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Files at or above this size are hashed from a memory map (as b3sum does), smaller ones
+/// from a read into a per-thread buffer.
+const MMAP_THRESHOLD: u64 = 64 * 1024;
+
+fn hash_files(pending: Vec<(String, u64, PathBuf)>) -> Result<Vec<SourceFile>, SourceError> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut files: Vec<SourceFile> = pending
+        .into_par_iter()
+        .map(|(path, size, abs)| {
+            let read_err = |source| SourceError::Read { path: path.clone(), source };
+            let digest = if size >= MMAP_THRESHOLD {
+                let mut hasher = blake3::Hasher::new();
+                hasher.update_mmap(&abs).map_err(read_err)?;
+                Digest::from(hasher.finalize())
+            } else {
+                BUFFER.with_borrow_mut(|buf| -> Result<Digest, SourceError> {
+                    buf.clear();
+                    let mut file = File::open(&abs).map_err(read_err)?;
+                    file.read_to_end(buf).map_err(read_err)?;
+                    Ok(Digest::of(buf))
+                })?
+            };
+            Ok(SourceFile { path, size, digest, content: Content::Disk(abs) })
+        })
+        .collect::<Result<_, SourceError>>()?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> LimitsConfig {
+        LimitsConfig::default()
+    }
+
+    #[test]
+    fn hostile_paths_are_rejected() {
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a\0b", "C:/x", "c:x", "a\\..\\b", "a//b", "a/./b", "", ".."] {
+            let err = normalize_path(bad).unwrap_err();
+            assert_eq!(err.code(), "source_path_invalid", "{bad:?}");
+        }
+        assert_eq!(normalize_path("./src/main.js").unwrap(), "src/main.js");
+        assert_eq!(normalize_path(".well-known/x..y").unwrap(), ".well-known/x..y");
+    }
+
+    #[test]
+    fn memory_intake_checks_limits_and_duplicates() {
+        let files = vec![("a.txt".to_string(), Bytes::from_static(b"x")), ("./a.txt".to_string(), Bytes::from_static(b"y"))];
+        assert_eq!(SourceTree::from_memory(files, &limits()).unwrap_err().code(), "source_duplicate_path");
+
+        let small = LimitsConfig { max_file_bytes: 3, ..limits() };
+        let files = vec![("big".to_string(), Bytes::from_static(b"four"))];
+        assert_eq!(SourceTree::from_memory(files, &small).unwrap_err().code(), "source_file_too_large");
+
+        let few = LimitsConfig { max_source_files: 2, ..limits() };
+        let files = (0..3).map(|i| (format!("f{i}"), Bytes::new()));
+        assert_eq!(SourceTree::from_memory(files, &few).unwrap_err().code(), "source_too_many_files");
+    }
+
+    #[test]
+    fn directory_snapshot_leaves_out_ignored_and_excluded_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, body) in [
+            ("index.html", "<h1>hi</h1>"),
+            ("css/site.css", "body{}"),
+            ("node_modules/x/index.js", "x"),
+            ("dist/old.js", "x"),
+            ("sub/dist/kept.js", "x"),
+            ("secret.env", "x"),
+            (".gitignore", "*.env\n"),
+        ] {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join(".git/HEAD"), "ref").unwrap();
+        let tree = SourceTree::from_dir(root, &limits(), &SourceConfig::default()).unwrap();
+        let paths: Vec<_> = tree.files().iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, vec![".gitignore", "css/site.css", "index.html", "sub/dist/kept.js"]);
+        assert_eq!(tree.get("index.html").unwrap().digest, Digest::of(b"<h1>hi</h1>"));
+    }
+
+    #[test]
+    fn symlinks_leaving_the_root_are_rejected() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a.txt"), dir.path().join("inside")).unwrap();
+        let tree = SourceTree::from_dir(dir.path(), &limits(), &SourceConfig::default()).unwrap();
+        assert_eq!(tree.get("inside").unwrap().digest, Digest::of(b"a"));
+
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("escape")).unwrap();
+        let err = SourceTree::from_dir(dir.path(), &limits(), &SourceConfig::default()).unwrap_err();
+        assert_eq!(err.code(), "source_symlink_escape");
+    }
+
+    #[test]
+    fn large_files_hash_like_small_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![7u8; (MMAP_THRESHOLD as usize) * 3 + 5];
+        std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+        let tree = SourceTree::from_dir(dir.path(), &limits(), &SourceConfig::default()).unwrap();
+        assert_eq!(tree.get("big.bin").unwrap().digest, Digest::of(&big));
+        assert_eq!(tree.total_bytes(), big.len() as u64);
+    }
+}

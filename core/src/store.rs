@@ -1,0 +1,296 @@
+//! Where deployed artifacts go.
+//!
+//! A build writes its outputs into a staging directory that the store hands out,
+//! then the store publishes it atomically as `<app>/<version>/<build_id>/`.
+//! The local store (the default) publishes with a rename and keeps a `latest`
+//! symlink per app; object storage and CDN origins plug in behind the same trait.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::ArtifactFile;
+
+/// Errors of artifact stores.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("artifact store: {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("artifact store: invalid {what} {value:?}")]
+    InvalidName { what: &'static str, value: String },
+}
+
+impl StoreError {
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            StoreError::Io { .. } => "artifact_store_failed",
+            StoreError::InvalidName { .. } => "artifact_name_invalid",
+        }
+    }
+
+    pub(crate) fn hint(&self) -> Option<String> {
+        Some(match self {
+            StoreError::Io { .. } => {
+                "Check free space and permissions of the artifacts directory (`storage.artifactsDir`, WORKZ_ARTIFACTS_DIR).".into()
+            }
+            StoreError::InvalidName { .. } => "App names and versions are used in paths: use letters, digits, '.', '-', '_'.".into(),
+        })
+    }
+
+    pub(crate) fn is_retryable(&self) -> bool {
+        false
+    }
+
+    fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { op, path, source }
+    }
+}
+
+/// `manifest.json`: what a release holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub build_id: String,
+    pub target: String,
+    /// RFC 3339.
+    pub build_time: String,
+    /// Total bytes of `files`.
+    pub build_size: u64,
+    pub entry_point: Option<String>,
+    #[serde(rename = "type")]
+    pub artifact_type: String,
+    pub cache_key: String,
+    pub files: Vec<ArtifactFile>,
+}
+
+/// The file name of the manifest inside a release.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Names a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseId {
+    pub app: String,
+    pub version: String,
+    pub build_id: String,
+}
+
+/// A published release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: ReleaseId,
+    /// Where the release can be read (a local path, or a URL for remote stores).
+    pub location: String,
+}
+
+/// A place deployed artifacts go.
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    fn name(&self) -> &str;
+
+    /// A new, empty local directory for one build's outputs.
+    async fn stage(&self, build_id: &str) -> Result<PathBuf, StoreError>;
+
+    /// Publish a staged directory atomically and make it the app's latest release.
+    async fn publish(&self, staged: &Path, id: &ReleaseId) -> Result<Release, StoreError>;
+
+    /// Drop a staged directory that will not be published.
+    async fn discard(&self, staged: &Path) -> Result<(), StoreError>;
+
+    /// The app's latest release.
+    async fn latest(&self, app: &str) -> Result<Option<Release>, StoreError>;
+
+    /// Remove the app's releases older than `retention`, never its latest. Returns how many.
+    async fn enforce_retention(&self, app: &str, retention: Duration) -> Result<u64, StoreError>;
+}
+
+/// Releases as directories under a root on this machine.
+#[derive(Debug, Clone)]
+pub struct LocalArtifactStore {
+    root: PathBuf,
+}
+
+impl LocalArtifactStore {
+    pub fn open(root: &Path) -> Result<LocalArtifactStore, StoreError> {
+        let staging = root.join(".staging");
+        std::fs::create_dir_all(&staging).map_err(StoreError::io("create", &staging))?;
+        Ok(LocalArtifactStore { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn release_dir(&self, id: &ReleaseId) -> Result<PathBuf, StoreError> {
+        for (what, value) in [("app", &id.app), ("version", &id.version), ("build id", &id.build_id)] {
+            check_component(what, value)?;
+        }
+        Ok(self.root.join(&id.app).join(&id.version).join(&id.build_id))
+    }
+}
+
+/// A single path component we are willing to create under our root.
+fn check_component(what: &'static str, value: &str) -> Result<(), StoreError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value != "."
+        && value != ".."
+        && value != "latest"
+        && !value.starts_with('.')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));
+    if ok { Ok(()) } else { Err(StoreError::InvalidName { what, value: value.to_string() }) }
+}
+
+#[async_trait]
+impl ArtifactStore for LocalArtifactStore {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    async fn stage(&self, build_id: &str) -> Result<PathBuf, StoreError> {
+        check_component("build id", build_id)?;
+        let dir = self.root.join(".staging").join(build_id);
+        std::fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir))?;
+        Ok(dir)
+    }
+
+    async fn publish(&self, staged: &Path, id: &ReleaseId) -> Result<Release, StoreError> {
+        let dest = self.release_dir(id)?;
+        let parent = dest.parent().expect("release dirs have a version dir");
+        std::fs::create_dir_all(parent).map_err(StoreError::io("create", parent))?;
+        std::fs::rename(staged, &dest).map_err(StoreError::io("publish", &dest))?;
+        // Stamp the release with its publication time: retention counts from here.
+        if let Ok(dir) = std::fs::File::open(&dest) {
+            let _ = dir.set_modified(SystemTime::now());
+        }
+
+        // Point `latest` at it: a new symlink renamed over the old one, so readers never see none.
+        let app_dir = self.root.join(&id.app);
+        let link = app_dir.join("latest");
+        let tmp = app_dir.join(format!(".latest-{}", id.build_id));
+        let _ = std::fs::remove_file(&tmp);
+        let target = Path::new(&id.version).join(&id.build_id);
+        std::os::unix::fs::symlink(&target, &tmp).map_err(StoreError::io("link", &tmp))?;
+        std::fs::rename(&tmp, &link).map_err(StoreError::io("link", &link))?;
+        Ok(Release { id: id.clone(), location: dest.display().to_string() })
+    }
+
+    async fn discard(&self, staged: &Path) -> Result<(), StoreError> {
+        if !staged.starts_with(self.root.join(".staging")) {
+            return Ok(());
+        }
+        match std::fs::remove_dir_all(staged) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("remove", staged)(e)),
+        }
+    }
+
+    async fn latest(&self, app: &str) -> Result<Option<Release>, StoreError> {
+        check_component("app", app)?;
+        let link = self.root.join(app).join("latest");
+        let target = match std::fs::read_link(&link) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("read", &link)(e)),
+        };
+        let mut parts = target.iter().filter_map(|p| p.to_str());
+        let (Some(version), Some(build_id)) = (parts.next(), parts.next()) else { return Ok(None) };
+        let id = ReleaseId { app: app.to_string(), version: version.to_string(), build_id: build_id.to_string() };
+        let location = self.release_dir(&id)?.display().to_string();
+        Ok(Some(Release { id, location }))
+    }
+
+    async fn enforce_retention(&self, app: &str, retention: Duration) -> Result<u64, StoreError> {
+        let latest = self.latest(app).await?.map(|r| PathBuf::from(r.location));
+        let app_dir = self.root.join(app);
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for version in list_dirs(&app_dir)? {
+            for release in list_dirs(&version)? {
+                if Some(&release) == latest.as_ref() {
+                    continue;
+                }
+                let age = std::fs::metadata(&release)
+                    .and_then(|m| m.modified())
+                    .map(|t| now.duration_since(t).unwrap_or_default())
+                    .unwrap_or_default();
+                if age > retention && std::fs::remove_dir_all(&release).is_ok() {
+                    removed += 1;
+                }
+            }
+            // An emptied version directory goes too (fails harmlessly when not empty).
+            let _ = std::fs::remove_dir(&version);
+        }
+        Ok(removed)
+    }
+}
+
+fn list_dirs(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(StoreError::io("list", dir)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(build: &str) -> ReleaseId {
+        ReleaseId { app: "shop".into(), version: "1.0.0".into(), build_id: build.into() }
+    }
+
+    #[tokio::test]
+    async fn publish_is_a_rename_and_moves_latest() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalArtifactStore::open(root.path()).unwrap();
+        for build in ["b1", "b2"] {
+            let staged = store.stage(build).await.unwrap();
+            std::fs::write(staged.join("index.html"), build).unwrap();
+            let release = store.publish(&staged, &id(build)).await.unwrap();
+            assert!(!staged.exists());
+            assert_eq!(std::fs::read_to_string(Path::new(&release.location).join("index.html")).unwrap(), build);
+        }
+        assert_eq!(store.latest("shop").await.unwrap().unwrap().id.build_id, "b2");
+        assert_eq!(std::fs::read_to_string(root.path().join("shop/latest/index.html")).unwrap(), "b2");
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_the_latest_release() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalArtifactStore::open(root.path()).unwrap();
+        for build in ["b1", "b2"] {
+            let staged = store.stage(build).await.unwrap();
+            store.publish(&staged, &id(build)).await.unwrap();
+        }
+        assert_eq!(store.enforce_retention("shop", Duration::ZERO).await.unwrap(), 1);
+        assert!(!root.path().join("shop/1.0.0/b1").exists());
+        assert!(root.path().join("shop/1.0.0/b2").exists());
+    }
+
+    #[tokio::test]
+    async fn names_that_would_leave_the_root_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalArtifactStore::open(root.path()).unwrap();
+        assert!(store.stage("../x").await.is_err());
+        let staged = store.stage("b1").await.unwrap();
+        let bad = ReleaseId { app: "..".into(), version: "1".into(), build_id: "b1".into() };
+        assert_eq!(store.publish(&staged, &bad).await.unwrap_err().code(), "artifact_name_invalid");
+    }
+}
