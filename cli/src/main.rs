@@ -1,1 +1,405 @@
-fn main(){}
+//! `workz-build`: the command line of the Workz build engine.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use workz_build::events::BuildEvent;
+use workz_build::{BuildRequest, BuildResult, BuildStatus, Engine, EngineConfig, Error};
+
+#[derive(Parser)]
+#[command(name = "workz-build", version, about = "Build Workz! apps: static sites, JavaScript and Flutter")]
+struct Cli {
+    /// Engine configuration file (the platform's global build configuration JSON).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Cache directory (default: $WORKZ_CACHE_DIR, else ~/.cache/workz-build).
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the app in DIR (default: the current directory) and publish its artifacts.
+    Build {
+        dir: Option<PathBuf>,
+        /// Target to build (default: the app's first buildTargets entry).
+        #[arg(long, short)]
+        target: Option<String>,
+        /// Print one BuildResult JSON object on stdout, whatever the outcome.
+        #[arg(long)]
+        json: bool,
+        /// Artifact root the release is published under (default: $WORKZ_ARTIFACTS_DIR).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Rebuild even if the cache has the result (the new result is stored).
+        #[arg(long)]
+        force: bool,
+        /// Stop the build after this many seconds (default: buildSystem.buildTimeout).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Say whether the next build of DIR would hit the cache, and if not, what changed.
+    Explain {
+        dir: PathBuf,
+        #[arg(long, short)]
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and maintain the cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Entries, blobs and bytes per tier, and hit counts from the build history.
+    Stats,
+    /// Remove every entry and blob.
+    Clear,
+    /// Drop expired entries, enforce the size bound, remove unreferenced blobs.
+    Prune,
+    /// Remove entries whose `<app>/<target>/<key>` matches a glob (e.g. `my-app/*`).
+    Invalidate { pattern: String },
+}
+
+/// Exit codes: 0 success, 1 failed build, 2 bad usage or configuration.
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    if std::env::var_os("WORKZ_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("WORKZ_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let wants_json = std::env::args().any(|a| a == "--json");
+            let is_build = std::env::args().nth(1).is_some_and(|a| a == "build");
+            if wants_json
+                && is_build
+                && !matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion)
+            {
+                let err = Error::InvalidRequest(e.to_string().lines().next().unwrap_or_default().to_string());
+                print_json(&BuildResult::rejected(String::new(), &err));
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Build { ref dir, ref target, json, ref out, force, timeout } => {
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from("."));
+            let engine = match open_engine(&cli, out.as_deref()) {
+                Ok(engine) => engine,
+                Err(e) => return fail_early(&e, json),
+            };
+            let mut request = BuildRequest::directory(dir);
+            request.target = target.clone();
+            request.force = force;
+            request.timeout = timeout;
+            let result = run_build(&engine, request, json);
+            if json {
+                print_json(&result);
+            } else {
+                print_summary(&result);
+            }
+            ExitCode::from(exit_code(&result))
+        }
+        Command::Explain { ref dir, ref target, json } => {
+            let engine = match open_engine(&cli, None) {
+                Ok(engine) => engine,
+                Err(e) => return fail_early(&e, json),
+            };
+            let mut request = BuildRequest::directory(dir.clone());
+            request.target = target.clone();
+            match workz_build::engine::block_on(engine.explain(request)) {
+                Ok(explanation) if json => {
+                    print_json(&explanation);
+                    ExitCode::SUCCESS
+                }
+                Ok(explanation) => {
+                    print_explanation(&explanation);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail_early(&e, json),
+            }
+        }
+        Command::Cache { ref action, json } => {
+            let engine = match open_engine(&cli, None) {
+                Ok(engine) => engine,
+                Err(e) => return fail_early(&e, json),
+            };
+            match run_cache(&engine, action, json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail_early(&e, json),
+            }
+        }
+    }
+}
+
+/// Load the engine config and apply the command-line overrides.
+fn open_engine(cli: &Cli, out: Option<&Path>) -> Result<Engine, Error> {
+    let (mut config, raw) = match &cli.config {
+        Some(path) => {
+            let parsed = EngineConfig::from_file(path)?;
+            for key in &parsed.unknown_keys {
+                eprintln!("warning: {}: unknown key `{key}` ignored", path.display());
+            }
+            let raw: serde_json::Value =
+                std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            (parsed.value, raw)
+        }
+        None => (EngineConfig::default(), serde_json::Value::Null),
+    };
+    // A one-shot process gains nothing from the memory tier: promoting into it is pure cost.
+    if raw.pointer("/cache/memory/enabled").is_none() {
+        config.cache.memory.enabled = false;
+    }
+    if let Some(dir) = &cli.cache_dir {
+        config.cache.dir = Some(absolute(dir));
+    }
+    if let Some(out) = out {
+        config.storage.artifacts_dir = Some(absolute(out));
+    }
+    Engine::new(config)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn fail_early(e: &Error, json: bool) -> ExitCode {
+    if json {
+        print_json(&BuildResult::rejected(String::new(), e));
+    } else {
+        print_error(&e.report());
+    }
+    ExitCode::from(if is_usage_error(e.code()) { EXIT_USAGE } else { EXIT_FAILED })
+}
+
+fn is_usage_error(code: &str) -> bool {
+    code.starts_with("config_") || matches!(code, "app_config_missing" | "invalid_request" | "source_not_found")
+}
+
+fn exit_code(result: &BuildResult) -> u8 {
+    match (&result.status, &result.error) {
+        (BuildStatus::Succeeded, _) => 0,
+        (_, Some(e)) if is_usage_error(&e.code) => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot print the result as JSON: {e}"),
+    }
+}
+
+/// Run the build, showing its progress on a terminal.
+fn run_build(engine: &Engine, request: BuildRequest, json: bool) -> BuildResult {
+    let mut handle = engine.submit(request, None);
+    let mut events = handle.take_events();
+    let interactive = !json && std::io::stderr().is_terminal();
+    let progress = interactive.then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]").expect("a valid template"));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
+    let cancel = handle.cancel_token();
+    workz_build::engine::block_on(async move {
+        let show = async {
+            let Some(events) = events.as_mut() else { return };
+            while let Some(record) = events.recv().await {
+                match &record.event {
+                    BuildEvent::StageStarted { stage } => {
+                        if let Some(bar) = &progress {
+                            bar.set_message(format!("{stage}…"));
+                        }
+                    }
+                    BuildEvent::Warning { message, .. } if !json => match &progress {
+                        Some(bar) => bar.println(format!("warning: {message}")),
+                        None => eprintln!("warning: {message}"),
+                    },
+                    BuildEvent::Log { line, .. } if !json => match &progress {
+                        Some(bar) => bar.println(format!("│ {line}")),
+                        None => eprintln!("│ {line}"),
+                    },
+                    BuildEvent::Finished { .. } => break,
+                    _ => {}
+                }
+            }
+        };
+        let interrupted = async {
+            // Ctrl-C cancels the build (which kills its processes and cleans up) instead of abandoning it.
+            let _ = tokio::signal::ctrl_c().await;
+            cancel.cancel();
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = show => {}
+            _ = interrupted => {}
+        }
+        let result = handle.wait().await;
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        result
+    })
+}
+
+fn print_error(error: &workz_build::ErrorReport) {
+    eprintln!("error: {} [{}]", error.message, error.code);
+    if let Some(hint) = &error.hint {
+        eprintln!("  hint: {hint}");
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+fn print_summary(result: &BuildResult) {
+    let what = match (&result.app, &result.target) {
+        (Some(app), Some(target)) => format!("{} {} ({target})", app.name, app.version),
+        (Some(app), None) => format!("{} {}", app.name, app.version),
+        _ => "build".to_string(),
+    };
+    for (stage, secs) in &result.timings.0 {
+        let note = if stage == "cache" {
+            match (&result.cache.hit, &result.cache.tier) {
+                (true, Some(tier)) => format!("  hit ({tier})"),
+                _ => "  miss".to_string(),
+            }
+        } else {
+            String::new()
+        };
+        eprintln!("  {stage:<13}{secs:>8.3}s{note}");
+    }
+    match result.status {
+        BuildStatus::Succeeded => {
+            let (files, size, path) =
+                result.artifacts.as_ref().map(|a| (a.files.len(), a.size, a.path.as_str())).unwrap_or((0, 0, ""));
+            let cached = if result.cache.hit { ", from cache" } else { "" };
+            eprintln!("✔ {what} built in {:.3}s{cached}: {files} files, {}", result.duration, human_bytes(size));
+            println!("{path}");
+        }
+        status => {
+            let word = match status {
+                BuildStatus::Cancelled => "cancelled",
+                BuildStatus::TimedOut => "timed out",
+                _ => "failed",
+            };
+            eprintln!("✘ {what} {word} after {:.3}s", result.duration);
+            if let Some(error) = &result.error {
+                print_error(error);
+            }
+        }
+    }
+}
+
+fn print_explanation(e: &workz_build::Explanation) {
+    let verdict = match &e.tier {
+        Some(tier) => format!("would hit the {tier} cache"),
+        None => "would rebuild".to_string(),
+    };
+    println!("{} ({}): {verdict}", e.app, e.target);
+    println!("  key:    {}", e.key);
+    println!("  reason: {}", e.reason);
+    if let Some(p) = &e.previous {
+        println!("  compared with build {} ({:?}, key {})", p.build_id, p.status, p.key.as_deref().unwrap_or("none"));
+    }
+    let lines = e.changes.summary_lines();
+    if !lines.is_empty() {
+        println!("  changes:");
+        for line in lines {
+            println!("    - {line}");
+        }
+        let all_files = e.changes.files_changed.len() + e.changes.files_added.len() + e.changes.files_removed.len();
+        if all_files > 10 {
+            println!("    (--json lists every file)");
+        }
+    }
+}
+
+fn run_cache(engine: &Engine, action: &CacheAction, json: bool) -> Result<(), Error> {
+    use workz_build::engine::block_on;
+    match action {
+        CacheAction::Stats => {
+            let stats = block_on(engine.cache_stats())?;
+            let history = engine.history().recent(usize::MAX).unwrap_or_default();
+            let builds = history.len();
+            let hits = history.iter().filter(|r| r.cache.hit).count();
+            let mut by_tier = std::collections::BTreeMap::<String, usize>::new();
+            for r in history.iter().filter(|r| r.cache.hit) {
+                *by_tier.entry(r.cache.tier.clone().unwrap_or_default()).or_default() += 1;
+            }
+            if json {
+                print_json(&serde_json::json!({
+                    "usage": stats.usage,
+                    "history": {"builds": builds, "hits": hits, "hits_by_tier": by_tier},
+                    "dir": engine.dirs().cache,
+                }));
+            } else {
+                println!("cache: {}", engine.dirs().cache.display());
+                for u in &stats.usage {
+                    println!("  {:<11} {} entries, {} blobs, {}", u.tier, u.entries, u.blobs, human_bytes(u.bytes));
+                }
+                let ratio = if builds > 0 { 100.0 * hits as f64 / builds as f64 } else { 0.0 };
+                println!("  history: {builds} builds, {hits} cache hits ({ratio:.0}%)");
+                for (tier, n) in by_tier {
+                    println!("    {tier}: {n}");
+                }
+            }
+        }
+        CacheAction::Clear => {
+            block_on(engine.cache_clear())?;
+            if json { print_json(&serde_json::json!({"cleared": true})) } else { println!("cache cleared") }
+        }
+        CacheAction::Prune => {
+            let report = block_on(engine.cache_prune())?;
+            if json {
+                print_json(&report);
+            } else {
+                println!(
+                    "pruned {} entries and {} blobs, freed {}",
+                    report.entries_removed,
+                    report.blobs_removed,
+                    human_bytes(report.bytes_freed)
+                );
+            }
+        }
+        CacheAction::Invalidate { pattern } => {
+            let removed = block_on(engine.cache_invalidate(pattern))?;
+            if json {
+                print_json(&serde_json::json!({"invalidated": removed}))
+            } else {
+                println!("invalidated {removed} entries")
+            }
+        }
+    }
+    Ok(())
+}

@@ -43,10 +43,7 @@ impl HostRequirement {
                 }
             }
             HostRequirement::EnvDir(vars) => {
-                let found = vars
-                    .iter()
-                    .filter_map(|v| std::env::var_os(v))
-                    .any(|dir| std::path::Path::new(&dir).is_dir());
+                let found = vars.iter().filter_map(std::env::var_os).any(|dir| std::path::Path::new(&dir).is_dir());
                 if found { Ok(()) } else { Err(format!("needs {} set to an existing directory", vars.join(" or "))) }
             }
             HostRequirement::Program(name) => {
@@ -121,10 +118,7 @@ impl BuilderRegistry {
     }
 
     pub fn get(&self, app_type: AppType) -> Result<Arc<dyn PlatformBuilder>> {
-        self.builders
-            .get(&app_type)
-            .cloned()
-            .ok_or_else(|| BuildError::UnsupportedAppType(app_type.to_string()).into())
+        self.builders.get(&app_type).cloned().ok_or_else(|| BuildError::UnsupportedAppType(app_type.to_string()).into())
     }
 }
 

@@ -16,18 +16,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: malformed JSON at line {line}, column {column}: {message}")]
-    Parse {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Parse { file: String, line: usize, column: usize, message: String },
     #[error("{file}: invalid value at `{path}`: {message}")]
-    Invalid {
-        file: String,
-        path: String,
-        message: String,
-    },
+    Invalid { file: String, path: String, message: String },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -64,11 +55,7 @@ impl ConfigError {
     }
 
     fn invalid(file: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            file: file.to_string(),
-            path: path.into(),
-            message: message.into(),
-        }
+        ConfigError::Invalid { file: file.to_string(), path: path.into(), message: message.into() }
     }
 }
 
@@ -146,10 +133,7 @@ impl EngineConfig {
     /// Parse and check an engine config document (`file` names it in errors).
     pub fn from_json(file: &str, text: &str) -> Result<Parsed<EngineConfig>, ConfigError> {
         let parsed = if text.trim().is_empty() {
-            Parsed {
-                value: EngineConfig::default(),
-                unknown_keys: Vec::new(),
-            }
+            Parsed { value: EngineConfig::default(), unknown_keys: Vec::new() }
         } else {
             parse_json::<EngineConfig>(file, text)?
         };
@@ -159,10 +143,8 @@ impl EngineConfig {
 
     /// Read an engine config file.
     pub fn from_file(path: &Path) -> Result<Parsed<EngineConfig>, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         EngineConfig::from_json(&path.display().to_string(), &text)
     }
 
@@ -219,10 +201,7 @@ impl EngineConfig {
         let limit = self.build_system.build_timeout;
         // The document's timeout handler warns at 1200 s of 1800 s: two thirds.
         let warning = self.build_system.build_timeout_warning.unwrap_or(limit * 2 / 3);
-        (
-            std::time::Duration::from_secs(limit),
-            std::time::Duration::from_secs(warning),
-        )
+        (std::time::Duration::from_secs(limit), std::time::Duration::from_secs(warning))
     }
 }
 
@@ -286,9 +265,7 @@ impl Default for PlatformsConfig {
             },
             flutter: PlatformConfig {
                 enabled: true,
-                targets: ["web", "android", "ios", "windows", "macos", "linux"]
-                    .map(String::from)
-                    .to_vec(),
+                targets: ["web", "android", "ios", "windows", "macos", "linux"].map(String::from).to_vec(),
                 node_version: None,
                 flutter_version: Some("3.16.x".into()),
                 dart_version: Some("3.2.x".into()),
@@ -411,7 +388,7 @@ impl<'de> Deserialize<'de> for Compression {
 }
 
 /// Ours: where and how much the cache keeps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CacheConfig {
     /// Cache root (default: `$WORKZ_CACHE_DIR`, else the user cache dir + `/workz-build`).
@@ -422,18 +399,6 @@ pub struct CacheConfig {
     pub read_only: bool,
     /// Environment variables that are passed to build processes and go into the cache key.
     pub env_allow_list: Vec<String>,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            dir: None,
-            memory: MemoryTierConfig::default(),
-            filesystem: FilesystemTierConfig::default(),
-            read_only: false,
-            env_allow_list: Vec::new(),
-        }
-    }
 }
 
 /// The in-process memory tier (the document's L1).
@@ -448,11 +413,7 @@ pub struct MemoryTierConfig {
 
 impl Default for MemoryTierConfig {
     fn default() -> Self {
-        MemoryTierConfig {
-            enabled: true,
-            max_bytes: 256 << 20,
-            ttl: 300,
-        }
+        MemoryTierConfig { enabled: true, max_bytes: 256 << 20, ttl: 300 }
     }
 }
 
@@ -467,10 +428,7 @@ pub struct FilesystemTierConfig {
 
 impl Default for FilesystemTierConfig {
     fn default() -> Self {
-        FilesystemTierConfig {
-            enabled: true,
-            max_bytes: 10 << 30,
-        }
+        FilesystemTierConfig { enabled: true, max_bytes: 10 << 30 }
     }
 }
 
@@ -609,10 +567,7 @@ impl AppConfig {
             && self.version.len() <= 64
             && self.version != "."
             && self.version != ".."
-            && self
-                .version
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));
+            && self.version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));
         if !version_ok {
             return Err(ConfigError::invalid(
                 file,
@@ -786,11 +741,7 @@ pub struct AssetsConfig {
 
 impl Default for AssetsConfig {
     fn default() -> Self {
-        AssetsConfig {
-            optimize: true,
-            formats: Vec::new(),
-            compression: "auto".into(),
-        }
+        AssetsConfig { optimize: true, formats: Vec::new(), compression: "auto".into() }
     }
 }
 
@@ -869,9 +820,13 @@ mod tests {
         let err = EngineConfig::from_json("e.json", r#"{"buildSystem": {"maxConcurrentBuilds": 0}}"#).unwrap_err();
         assert!(matches!(&err, ConfigError::Invalid { path, .. } if path == "buildSystem.maxConcurrentBuilds"));
 
-        let err = AppConfig::from_json("workz.json", r#"{"name": "x", "appType": "static", "buildTargets": ["web", 3]}"#)
-            .unwrap_err();
-        assert!(matches!(&err, ConfigError::Invalid { path, .. } if path == "buildTargets[1]" || path == "buildTargets.1"), "{err}");
+        let err =
+            AppConfig::from_json("workz.json", r#"{"name": "x", "appType": "static", "buildTargets": ["web", 3]}"#)
+                .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { path, .. } if path == "buildTargets[1]" || path == "buildTargets.1"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -902,14 +857,19 @@ mod tests {
         let err = AppConfig::from_json("workz.json", r#"{"name": "x", "appType": "static", "version": "../../etc"}"#)
             .unwrap_err();
         assert!(matches!(&err, ConfigError::Invalid { path, .. } if path == "version"));
-        let err = AppConfig::from_json("workz.json", r#"{"name": "x", "appType": "static", "hooks": {"preBuild": ["echo 'unclosed"]}}"#)
-            .unwrap_err();
+        let err = AppConfig::from_json(
+            "workz.json",
+            r#"{"name": "x", "appType": "static", "hooks": {"preBuild": ["echo 'unclosed"]}}"#,
+        )
+        .unwrap_err();
         assert!(matches!(&err, ConfigError::Invalid { path, .. } if path == "hooks.preBuild.0"), "{err}");
     }
 
     #[test]
     fn compression_accepts_names_and_booleans() {
-        for (text, want) in [("\"brotli\"", Compression::Brotli), ("false", Compression::None), ("\"both\"", Compression::Both)] {
+        for (text, want) in
+            [("\"brotli\"", Compression::Brotli), ("false", Compression::None), ("\"both\"", Compression::Both)]
+        {
             let c: Compression = serde_json::from_str(text).unwrap();
             assert_eq!(c, want);
         }

@@ -254,9 +254,9 @@ impl BuildHandle {
     /// Wait for the result.
     pub async fn wait(self) -> BuildResult {
         let build_id = self.build_id.clone();
-        self.result
-            .await
-            .unwrap_or_else(|_| BuildResult::rejected(build_id, &Error::internal("the build task ended without a result")))
+        self.result.await.unwrap_or_else(|_| {
+            BuildResult::rejected(build_id, &Error::internal("the build task ended without a result"))
+        })
     }
 }
 
@@ -310,7 +310,8 @@ impl Engine {
         let span = tracing::info_span!("build", build_id = %build_id);
         spawn(
             async move {
-                let result = crate::events::scope(emitter.clone(), run_build(shared, id, request, emitter, token)).await;
+                let result =
+                    crate::events::scope(emitter.clone(), run_build(shared, id, request, emitter, token)).await;
                 let _ = result_tx.send(result);
             }
             .instrument(span),
@@ -440,17 +441,15 @@ async fn run_build(
                     _ = &mut deadline => break Err(Error::TimedOut(limit)),
                 }
             };
+            let cancel_requested = cancel.is_cancelled();
             // Whatever is still running for this build (processes, blocking copies) stops now.
             cancel.cancel();
-            outcome
+            match outcome {
+                // A process killed by the cancellation reports the cancellation, not its exit.
+                Err(Error::Process(_)) if cancel_requested => Err(Error::Cancelled),
+                other => other,
+            }
         }
-    };
-    let outcome = match outcome {
-        Err(Error::Process(_)) if cancel.is_cancelled() && ctx.cache_hit.is_none() && ctx.release.is_none() => {
-            // A process killed by our own cancellation reports the cancellation, not its exit.
-            Err(Error::Cancelled)
-        }
-        other => other,
     };
     cleanup(&shared, &ctx).await;
     finish(&shared, ctx, outcome, submitted.elapsed())
@@ -496,11 +495,8 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         e.report()
     });
     let duration = elapsed.as_secs_f64();
-    let cache = CacheOutcome {
-        key: ctx.key.map(|k| k.to_string()),
-        hit: ctx.cache_hit.is_some(),
-        tier: ctx.cache_hit.clone(),
-    };
+    let cache =
+        CacheOutcome { key: ctx.key.map(|k| k.to_string()), hit: ctx.cache_hit.is_some(), tier: ctx.cache_hit.clone() };
     let artifacts = ctx.release.as_ref().map(|release| Artifacts {
         path: release.location.clone(),
         entry_point: ctx.entry_point.clone(),

@@ -37,11 +37,7 @@ pub enum BuildError {
     #[error("unsupported app type `{0}`")]
     UnsupportedAppType(String),
     #[error("target `{target}` is not supported by the `{app_type}` builder (supported: {supported})")]
-    UnsupportedTarget {
-        app_type: String,
-        target: String,
-        supported: String,
-    },
+    UnsupportedTarget { app_type: String, target: String, supported: String },
     #[error("platform `{platform}` is disabled in the engine configuration")]
     PlatformDisabled { platform: String },
     #[error("target `{target}` cannot be built on this host: {reason}")]

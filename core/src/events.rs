@@ -32,23 +32,52 @@ pub enum StageOutcome {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BuildEvent {
     /// Waiting in the queue behind `position` other builds.
-    Queued { position: usize },
+    Queued {
+        position: usize,
+    },
     /// A worker took the build.
     Started,
-    StageStarted { stage: String },
-    StageFinished { stage: String, outcome: StageOutcome, seconds: f64 },
+    StageStarted {
+        stage: String,
+    },
+    StageFinished {
+        stage: String,
+        outcome: StageOutcome,
+        seconds: f64,
+    },
     /// A line of an external command's output.
-    Log { stream: LogStream, line: String },
+    Log {
+        stream: LogStream,
+        line: String,
+    },
     /// An external command was started (argv joined with shell quoting, for display).
-    ProcessStarted { command: String },
-    CacheHit { tier: String, key: String },
-    CacheMiss { key: String },
+    ProcessStarted {
+        command: String,
+    },
+    CacheHit {
+        tier: String,
+        key: String,
+    },
+    CacheMiss {
+        key: String,
+    },
     /// Something the user should know that does not fail the build.
-    Warning { code: String, message: String },
+    Warning {
+        code: String,
+        message: String,
+    },
     /// A stage failed with a retryable error and runs again after `delay_seconds`.
-    Retrying { stage: String, attempt: u32, delay_seconds: f64, error: ErrorReport },
+    Retrying {
+        stage: String,
+        attempt: u32,
+        delay_seconds: f64,
+        error: ErrorReport,
+    },
     /// The build ended.
-    Finished { status: BuildStatus, duration: f64 },
+    Finished {
+        status: BuildStatus,
+        duration: f64,
+    },
 }
 
 /// An event with the build it belongs to, its order and its time.

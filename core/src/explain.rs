@@ -79,7 +79,8 @@ impl KeyDiff {
         for c in &self.config {
             lines.push(format!("config `{}`: {} → {}", c.name, show(&c.before), show(&c.after)));
         }
-        for (label, changes) in [("dependency", &self.dependencies), ("toolchain", &self.toolchain), ("env", &self.env)] {
+        for (label, changes) in [("dependency", &self.dependencies), ("toolchain", &self.toolchain), ("env", &self.env)]
+        {
             for c in changes {
                 lines.push(format!("{label} `{}`: {} → {}", c.name, show_str(&c.before), show_str(&c.after)));
             }
@@ -121,7 +122,9 @@ fn json_changes(path: &str, before: &Value, after: &Value, out: &mut Vec<Change<
                 }
             }
         }
-        (a, b) if a != b => out.push(Change { name: path.to_string(), before: Some(a.clone()), after: Some(b.clone()) }),
+        (a, b) if a != b => {
+            out.push(Change { name: path.to_string(), before: Some(a.clone()), after: Some(b.clone()) })
+        }
         _ => {}
     }
 }
@@ -184,7 +187,16 @@ impl Explanation {
             },
             (None, Some(_)) => format!("inputs changed since the last build: {}", changes.summary_lines().join("; ")),
         };
-        Explanation { app, target: current.target.clone(), key, would_hit: hit_tier.is_some(), tier: hit_tier, reason, previous, changes }
+        Explanation {
+            app,
+            target: current.target.clone(),
+            key,
+            would_hit: hit_tier.is_some(),
+            tier: hit_tier,
+            reason,
+            previous,
+            changes,
+        }
     }
 }
 

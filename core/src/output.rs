@@ -12,9 +12,8 @@ use crate::digest::Digest;
 use crate::store::MANIFEST_FILE;
 
 /// Extensions of text-like files worth precompressing.
-const COMPRESSIBLE: &[&str] = &[
-    "html", "htm", "css", "js", "mjs", "cjs", "json", "map", "svg", "txt", "xml", "wasm", "webmanifest", "ico", "md",
-];
+const COMPRESSIBLE: &[&str] =
+    &["html", "htm", "css", "js", "mjs", "cjs", "json", "map", "svg", "txt", "xml", "wasm", "webmanifest", "ico", "md"];
 /// Smaller files gain nothing once headers are counted.
 const MIN_COMPRESS_BYTES: u64 = 256;
 
@@ -31,7 +30,8 @@ fn walk(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
                 stack.push(path);
             } else if kind.is_file() {
                 let rel = path.strip_prefix(dir).map_err(std::io::Error::other)?;
-                let rel = rel.to_str().ok_or_else(|| std::io::Error::other(format!("non-UTF-8 output name {rel:?}")))?;
+                let rel =
+                    rel.to_str().ok_or_else(|| std::io::Error::other(format!("non-UTF-8 output name {rel:?}")))?;
                 out.push((rel.to_string(), path));
             }
             // Symlinks in outputs are not published: they could point anywhere.
@@ -52,8 +52,7 @@ pub fn precompress(dir: &Path, compression: Compression) -> std::io::Result<usiz
         .par_iter()
         .filter(|(rel, path)| {
             let ext = Path::new(rel).extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
-            COMPRESSIBLE.contains(&ext.as_str())
-                && std::fs::metadata(path).is_ok_and(|m| m.len() >= MIN_COMPRESS_BYTES)
+            COMPRESSIBLE.contains(&ext.as_str()) && std::fs::metadata(path).is_ok_and(|m| m.len() >= MIN_COMPRESS_BYTES)
         })
         .map(|(_, path)| -> std::io::Result<usize> {
             let data = std::fs::read(path)?;
@@ -96,7 +95,12 @@ pub fn list_artifacts(dir: &Path) -> std::io::Result<Vec<ArtifactFile>> {
             let mut hasher = blake3::Hasher::new();
             hasher.update_mmap(&path)?;
             let size = std::fs::metadata(&path)?.len();
-            Ok(ArtifactFile { content_type: content_type(&rel), path: rel, size, blake3: Digest::from(hasher.finalize()) })
+            Ok(ArtifactFile {
+                content_type: content_type(&rel),
+                path: rel,
+                size,
+                blake3: Digest::from(hasher.finalize()),
+            })
         })
         .collect()
 }

@@ -177,7 +177,13 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
-    pub fn new(build_id: String, request: BuildRequest, services: Services, events: EventEmitter, cancel: CancellationToken) -> Self {
+    pub fn new(
+        build_id: String,
+        request: BuildRequest,
+        services: Services,
+        events: EventEmitter,
+        cancel: CancellationToken,
+    ) -> Self {
         BuildContext {
             build_id,
             request,
@@ -558,12 +564,8 @@ impl Stage for CacheLookupStage {
             return Ok(Flow::Continue);
         };
         let out = ctx.output_dir()?.to_path_buf();
-        let wanted: Vec<BlobRestore> = hit
-            .entry
-            .files
-            .iter()
-            .map(|f| BlobRestore { digest: f.blake3, dest: out.join(&f.path) })
-            .collect();
+        let wanted: Vec<BlobRestore> =
+            hit.entry.files.iter().map(|f| BlobRestore { digest: f.blake3, dest: out.join(&f.path) }).collect();
         let unavailable = match cache.restore_blobs(&wanted).await {
             Ok(report) => report.unavailable.len(),
             Err(e) => {
@@ -761,8 +763,11 @@ impl Stage for DeployStage {
             files: ctx.files.clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::internal(e.to_string()))?;
-        std::fs::write(out.join(MANIFEST_FILE), json)
-            .map_err(|source| crate::store::StoreError::Io { op: "write", path: out.join(MANIFEST_FILE), source })?;
+        std::fs::write(out.join(MANIFEST_FILE), json).map_err(|source| crate::store::StoreError::Io {
+            op: "write",
+            path: out.join(MANIFEST_FILE),
+            source,
+        })?;
         let id = ReleaseId { app: app.app_id(), version: app.version.clone(), build_id: ctx.build_id.clone() };
         let store = ctx.services.store.clone();
         let release = store.publish(&out, &id).await?;

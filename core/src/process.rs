@@ -210,16 +210,16 @@ impl ProcessRunner {
             .stderr(Stdio::piped())
             .process_group(0);
         let started = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;
+        let mut child =
+            command.spawn().map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;
         let group = ProcessGroup(child.id().map(|pid| pid as i32));
         self.events.emit(BuildEvent::ProcessStarted { command: command_text.clone() });
 
         let budget = LogBudget::new(self.max_log_bytes);
-        let stdout = child.stdout.take().map(|s| {
-            tokio::spawn(pump(s, LogStream::Stdout, self.events.clone(), budget.clone(), capture_stdout))
-        });
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(pump(s, LogStream::Stdout, self.events.clone(), budget.clone(), capture_stdout)));
         let stderr = child
             .stderr
             .take()
@@ -244,7 +244,9 @@ impl ProcessRunner {
         group.kill();
         let collect = |handle: Option<tokio::task::JoinHandle<Pumped>>| async move {
             match handle {
-                Some(h) => tokio::time::timeout(Duration::from_secs(5), h).await.ok().and_then(Result::ok).unwrap_or_default(),
+                Some(h) => {
+                    tokio::time::timeout(Duration::from_secs(5), h).await.ok().and_then(Result::ok).unwrap_or_default()
+                }
                 None => Pumped::default(),
             }
         };
@@ -436,7 +438,8 @@ mod tests {
     async fn missing_programs_and_outside_dirs_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let (runner, _) = runner(dir.path());
-        let err = runner.run(&CommandSpec::from_command_line("no-such-tool-xyz", dir.path()).unwrap()).await.unwrap_err();
+        let err =
+            runner.run(&CommandSpec::from_command_line("no-such-tool-xyz", dir.path()).unwrap()).await.unwrap_err();
         assert_eq!(err.code(), "toolchain_missing");
         let err = runner.run(&CommandSpec::from_command_line("true", Path::new("/")).unwrap()).await.unwrap_err();
         assert_eq!(err.code(), "process_spawn_failed");

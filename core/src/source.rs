@@ -101,10 +101,9 @@ impl SourceFile {
     pub fn read(&self) -> Result<Bytes, SourceError> {
         match &self.content {
             Content::Memory(bytes) => Ok(bytes.clone()),
-            Content::Disk(path) => std::fs::read(path).map(Bytes::from).map_err(|source| SourceError::Read {
-                path: self.path.clone(),
-                source,
-            }),
+            Content::Disk(path) => std::fs::read(path)
+                .map(Bytes::from)
+                .map_err(|source| SourceError::Read { path: self.path.clone(), source }),
         }
     }
 
@@ -185,9 +184,8 @@ impl SourceTree {
         if !root.is_dir() {
             return Err(SourceError::NotFound(root.to_path_buf()));
         }
-        let canonical_root = root
-            .canonicalize()
-            .map_err(|source| SourceError::Read { path: root.display().to_string(), source })?;
+        let canonical_root =
+            root.canonicalize().map_err(|source| SourceError::Read { path: root.display().to_string(), source })?;
         let exclude = exclude_matcher(&canonical_root, &rules.exclude);
 
         let mut walker = ignore::WalkBuilder::new(&canonical_root);
@@ -232,9 +230,8 @@ impl SourceTree {
                 // Sockets, FIFOs and devices are not sources.
                 continue;
             };
-            let size = std::fs::metadata(&data_path)
-                .map_err(|source| SourceError::Read { path: rel.clone(), source })?
-                .len();
+            let size =
+                std::fs::metadata(&data_path).map_err(|source| SourceError::Read { path: rel.clone(), source })?.len();
             if pending.len() as u64 >= limits.max_source_files {
                 return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
             }
@@ -340,10 +337,9 @@ fn exclude_matcher(root: &Path, patterns: &[String]) -> ignore::gitignore::Gitig
 
 /// `abs` relative to `root`, as a checked `/`-separated path.
 fn relative_path(root: &Path, abs: &Path) -> Result<String, SourceError> {
-    let rel = abs.strip_prefix(root).map_err(|_| SourceError::InvalidPath {
-        path: abs.display().to_string(),
-        reason: "outside the source root",
-    })?;
+    let rel = abs
+        .strip_prefix(root)
+        .map_err(|_| SourceError::InvalidPath { path: abs.display().to_string(), reason: "outside the source root" })?;
     let text = rel.to_str().ok_or_else(|| SourceError::InvalidPath {
         path: rel.to_string_lossy().into_owned(),
         reason: "not valid UTF-8",
@@ -354,9 +350,7 @@ fn relative_path(root: &Path, abs: &Path) -> Result<String, SourceError> {
 /// Resolve a symlink found in the walk: `Some(target)` for a file inside the root,
 /// `None` for a directory inside the root, an error when it leaves the root or dangles.
 fn resolve_symlink(root: &Path, link: &Path, rel: &str) -> Result<Option<PathBuf>, SourceError> {
-    let target = link
-        .canonicalize()
-        .map_err(|_| SourceError::SymlinkEscape { path: rel.to_string() })?;
+    let target = link.canonicalize().map_err(|_| SourceError::SymlinkEscape { path: rel.to_string() })?;
     if !target.starts_with(root) {
         return Err(SourceError::SymlinkEscape { path: rel.to_string() });
     }
@@ -452,7 +446,8 @@ mod tests {
 
     #[test]
     fn memory_intake_checks_limits_and_duplicates() {
-        let files = vec![("a.txt".to_string(), Bytes::from_static(b"x")), ("./a.txt".to_string(), Bytes::from_static(b"y"))];
+        let files =
+            vec![("a.txt".to_string(), Bytes::from_static(b"x")), ("./a.txt".to_string(), Bytes::from_static(b"y"))];
         assert_eq!(SourceTree::from_memory(files, &limits()).unwrap_err().code(), "source_duplicate_path");
 
         let small = LimitsConfig { max_file_bytes: 3, ..limits() };

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use rayon::prelude::*;
 
 use super::{
-    BlobRestore, BlobSource, CacheBackend, CacheEntry, CacheError, CacheKey, Counters, Hit, KeyComponents,
-    PruneReport, RestoreReport, TierStats, TierUsage, unix_now,
+    BlobRestore, BlobSource, CacheBackend, CacheEntry, CacheError, CacheKey, Counters, Hit, KeyComponents, PruneReport,
+    RestoreReport, TierStats, TierUsage, unix_now,
 };
 use crate::digest::Digest;
 
@@ -55,7 +55,9 @@ impl FilesystemCache {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(|e| CacheError::io(TIER, "create", &path, e))?;
         }
-        Ok(FilesystemCache { inner: Arc::new(Inner { root: root.to_path_buf(), ttl, max_bytes, counters: Counters::default() }) })
+        Ok(FilesystemCache {
+            inner: Arc::new(Inner { root: root.to_path_buf(), ttl, max_bytes, counters: Counters::default() }),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -77,9 +79,9 @@ impl FilesystemCache {
         f: impl FnOnce(&Inner) -> Result<T, CacheError> + Send + 'static,
     ) -> Result<T, CacheError> {
         let inner = self.inner.clone();
-        let result = tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .unwrap_or_else(|e| Err(CacheError::io(TIER, "join", PathBuf::new(), std::io::Error::other(e.to_string()))));
+        let result = tokio::task::spawn_blocking(move || f(&inner)).await.unwrap_or_else(|e| {
+            Err(CacheError::io(TIER, "join", PathBuf::new(), std::io::Error::other(e.to_string())))
+        });
         if result.is_err() {
             self.inner.counters.error();
         }
@@ -104,7 +106,11 @@ impl Inner {
     }
 
     /// Write `bytes` to `dest` through a temp file and a rename.
-    fn write_atomic(&self, dest: &Path, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<(), CacheError> {
+    fn write_atomic(
+        &self,
+        dest: &Path,
+        write: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<(), CacheError> {
         let parent = dest.parent().expect("cache paths have a parent directory");
         std::fs::create_dir_all(parent).map_err(self.io("create", parent))?;
         let tmp_dir = self.root.join("tmp");
@@ -192,7 +198,8 @@ impl Inner {
         let mut out = HashMap::new();
         for shard in read_dir(&cas)? {
             for file in read_dir(&shard)? {
-                let Some(digest) = file.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<Digest>().ok()) else {
+                let Some(digest) = file.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<Digest>().ok())
+                else {
                     continue;
                 };
                 if let Ok(meta) = file.metadata() {
@@ -540,10 +547,8 @@ mod tests {
         std::fs::remove_file(cache.blob_path(&Digest::of(b"charlie"))).unwrap();
 
         let out = tempfile::tempdir().unwrap();
-        let wanted: Vec<BlobRestore> = files
-            .iter()
-            .map(|(p, b)| BlobRestore { digest: Digest::of(b), dest: out.path().join(p) })
-            .collect();
+        let wanted: Vec<BlobRestore> =
+            files.iter().map(|(p, b)| BlobRestore { digest: Digest::of(b), dest: out.path().join(p) }).collect();
         let report = cache.restore_blobs(&wanted).await.unwrap();
         assert_eq!(report.unavailable.len(), 3);
         assert!(std::fs::read_dir(out.path()).unwrap().next().is_none(), "nothing written from bad blobs");
@@ -583,7 +588,12 @@ mod tests {
         File::options().write(true).open(cache.entry_path(&key(2))).unwrap().set_modified(long_ago).unwrap();
         // Blobs must be past the grace period to be collected.
         for d in [b"0123456789", b"abcdefghij", b"SSSSSSSSSS"] {
-            File::options().write(true).open(cache.blob_path(&Digest::of(d))).unwrap().set_modified(long_ago - BLOB_GRACE).unwrap();
+            File::options()
+                .write(true)
+                .open(cache.blob_path(&Digest::of(d)))
+                .unwrap()
+                .set_modified(long_ago - BLOB_GRACE)
+                .unwrap();
         }
         let report = cache.prune().await.unwrap();
         assert_eq!(report.entries_removed, 1);

@@ -9,8 +9,7 @@ use bytes::Bytes;
 use lru::LruCache;
 
 use super::{
-    CacheBackend, CacheEntry, CacheError, CacheKey, Counters, Hit, KeyComponents, PruneReport, TierStats,
-    TierUsage,
+    CacheBackend, CacheEntry, CacheError, CacheKey, Counters, Hit, KeyComponents, PruneReport, TierStats, TierUsage,
 };
 use crate::digest::Digest;
 

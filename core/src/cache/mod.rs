@@ -262,7 +262,8 @@ pub trait CacheBackend: Send + Sync {
         for want in wanted {
             match self.get_blob(&want.digest).await? {
                 Some(bytes) => {
-                    write_new_file(&want.dest, &bytes).map_err(|e| CacheError::io(self.name(), "write", &want.dest, e))?;
+                    write_new_file(&want.dest, &bytes)
+                        .map_err(|e| CacheError::io(self.name(), "write", &want.dest, e))?;
                     report.bytes += bytes.len() as u64;
                 }
                 None => report.unavailable.push(want.digest),

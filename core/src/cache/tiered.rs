@@ -275,13 +275,12 @@ mod tests {
         let (emitter, events) = crate::events::EventEmitter::collecting("b");
         let hit = crate::events::scope(emitter, tiered.get_entry(&entry.key)).await.unwrap().unwrap();
         assert_eq!(hit.tier, "filesystem");
-        assert!(events.events().iter().any(|e| matches!(&e.event, crate::events::BuildEvent::Warning { code, .. } if code == "cache_tier_failed")));
+        assert!(events.events().iter().any(
+            |e| matches!(&e.event, crate::events::BuildEvent::Warning { code, .. } if code == "cache_tier_failed")
+        ));
 
         let out = tempfile::tempdir().unwrap();
-        let report = tiered
-            .restore_blobs(&[BlobRestore { digest, dest: out.path().join("f") }])
-            .await
-            .unwrap();
+        let report = tiered.restore_blobs(&[BlobRestore { digest, dest: out.path().join("f") }]).await.unwrap();
         assert!(report.unavailable.is_empty());
         assert_eq!(tiered.get_entry(&entry.key).await.unwrap().unwrap().tier, "memory");
         assert_eq!(memory.get_blob(&digest).await.unwrap().unwrap(), data);
