@@ -192,6 +192,7 @@ impl EngineBuilder {
                 store,
                 builders: Arc::new(self.builders),
                 work_root: dirs.work.clone(),
+                state_dir: dirs.cache.clone(),
             },
             dirs,
             pipeline: self.pipeline,
@@ -502,6 +503,7 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         entry_point: ctx.entry_point.clone(),
         size: ctx.files.iter().map(|f| f.size).sum(),
         files: ctx.files.iter().map(|f| ArtifactRef { path: f.path.clone(), size: f.size, blake3: f.blake3 }).collect(),
+        reused: ctx.reused_release,
     });
     let app = ctx.app.as_ref();
     let record = BuildRecord {

@@ -66,8 +66,8 @@ impl BuildHistory {
             let parent = path.parent().expect("history paths have a parent");
             std::fs::create_dir_all(parent)?;
             let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
-            serde_json::to_writer(&mut tmp, &LastBuild { record: record.clone(), components: components.clone() })
-                .map_err(std::io::Error::other)?;
+            let last = LastBuild { record: record.clone(), components: components.clone() };
+            tmp.write_all(&serde_json::to_vec(&last).map_err(std::io::Error::other)?)?;
             tmp.persist(&path).map_err(|e| e.error)?;
         }
         Ok(())

@@ -28,6 +28,7 @@ pub mod pipeline;
 pub mod process;
 pub mod result;
 pub mod source;
+pub mod statcache;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

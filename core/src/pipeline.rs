@@ -145,6 +145,8 @@ pub struct Services {
     pub builders: Arc<BuilderRegistry>,
     /// Where build directories are made.
     pub work_root: PathBuf,
+    /// Engine state kept with the cache (history, remembered file digests).
+    pub state_dir: PathBuf,
 }
 
 /// Everything a build's stages share.
@@ -172,6 +174,8 @@ pub struct BuildContext {
     pub artifact_type: Option<String>,
     pub files: Vec<ArtifactFile>,
     pub release: Option<Release>,
+    /// The cache hit was served by the app's identical latest release: nothing was copied.
+    pub reused_release: bool,
     pub warnings: Vec<Warning>,
     pub timings: StageTimings,
 }
@@ -206,6 +210,7 @@ impl BuildContext {
             artifact_type: None,
             files: Vec::new(),
             release: None,
+            reused_release: false,
             warnings: Vec::new(),
             timings: StageTimings::default(),
         }
@@ -234,6 +239,25 @@ impl BuildContext {
     /// The staging directory the outputs go to (handed out by the artifact store).
     pub fn output_dir(&self) -> Result<&Path> {
         self.output_dir.as_deref().ok_or_else(|| Self::missing("the output directory"))
+    }
+
+    /// The output directory, staged on first use.
+    pub async fn ensure_output_dir(&mut self) -> Result<PathBuf> {
+        if let Some(dir) = &self.output_dir {
+            return Ok(dir.clone());
+        }
+        let dir = self.services.store.stage(&self.build_id).await?;
+        self.output_dir = Some(dir.clone());
+        Ok(dir)
+    }
+
+    fn record_hit(&mut self, hit: crate::cache::Hit) {
+        let key = self.key.map(|k| k.to_string()).unwrap_or_default();
+        self.events.emit(BuildEvent::CacheHit { tier: hit.tier.clone(), key });
+        self.cache_hit = Some(hit.tier);
+        self.entry_point = hit.entry.entry_point;
+        self.artifact_type = Some(hit.entry.artifact_type);
+        self.files = hit.entry.files;
     }
 
     /// The build directory, if the sources were written out (hooks or a builder asked).
@@ -415,9 +439,12 @@ impl Stage for ValidateStage {
     async fn run(&self, ctx: &mut BuildContext) -> Result<Flow> {
         let spec = ctx.request.source.clone();
         let config = ctx.config.clone();
-        let tree = tokio::task::spawn_blocking(move || SourceTree::intake(&spec, &config.limits, &config.source))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))??;
+        let stat_dir = ctx.services.state_dir.join("stat");
+        let tree = tokio::task::spawn_blocking(move || {
+            SourceTree::intake(&spec, &config.limits, &config.source, Some(&stat_dir))
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
         let tree = Arc::new(tree);
         ctx.source = Some(tree.clone());
 
@@ -543,7 +570,6 @@ impl Stage for CacheLookupStage {
         ctx.key = Some(key);
         ctx.components = Some(components);
         let store = ctx.services.store.clone();
-        ctx.output_dir = Some(store.stage(&ctx.build_id).await?);
 
         let cache = match (&ctx.services.cache, ctx.config.build_system.cache_enabled, ctx.request.force) {
             (Some(cache), true, false) => cache.clone(),
@@ -563,7 +589,19 @@ impl Stage for CacheLookupStage {
             ctx.events.emit(BuildEvent::CacheMiss { key: key.to_string() });
             return Ok(Flow::Continue);
         };
-        let out = ctx.output_dir()?.to_path_buf();
+        // The app's latest release may already be exactly this build: then nothing is copied.
+        let app_id = ctx.app()?.app_id();
+        match store.reuse(&app_id, &key.to_string(), &hit.entry.files).await {
+            Ok(Some(release)) => {
+                ctx.release = Some(release);
+                ctx.reused_release = true;
+                ctx.record_hit(hit);
+                return Ok(Flow::Continue);
+            }
+            Ok(None) => {}
+            Err(e) => ctx.warn("artifact_store_failed", format!("checking the latest release failed: {e}")),
+        }
+        let out = ctx.ensure_output_dir().await?;
         let wanted: Vec<BlobRestore> =
             hit.entry.files.iter().map(|f| BlobRestore { digest: f.blake3, dest: out.join(&f.path) }).collect();
         let unavailable = match cache.restore_blobs(&wanted).await {
@@ -583,15 +621,11 @@ impl Stage for CacheLookupStage {
             }
             // Start the output afresh: a partial restore must not leak into the build.
             store.discard(&out).await?;
-            ctx.output_dir = Some(store.stage(&ctx.build_id).await?);
+            ctx.output_dir = None;
             ctx.events.emit(BuildEvent::CacheMiss { key: key.to_string() });
             return Ok(Flow::Continue);
         }
-        ctx.events.emit(BuildEvent::CacheHit { tier: hit.tier.clone(), key: key.to_string() });
-        ctx.cache_hit = Some(hit.tier);
-        ctx.entry_point = hit.entry.entry_point;
-        ctx.artifact_type = Some(hit.entry.artifact_type);
-        ctx.files = hit.entry.files;
+        ctx.record_hit(hit);
         Ok(Flow::Continue)
     }
 }
@@ -627,6 +661,7 @@ impl Stage for BuildStage {
     }
 
     async fn run(&self, ctx: &mut BuildContext) -> Result<Flow> {
+        ctx.ensure_output_dir().await?;
         let hooks = ctx.app()?.hooks.clone();
         Self::run_hooks(ctx, "preBuild", &hooks.pre_build).await?;
         let builder = ctx.builder()?;
@@ -748,6 +783,9 @@ impl Stage for DeployStage {
     }
 
     async fn run(&self, ctx: &mut BuildContext) -> Result<Flow> {
+        if ctx.reused_release {
+            return Ok(Flow::Continue);
+        }
         let app = ctx.app()?.clone();
         let out = ctx.output_dir()?.to_path_buf();
         let manifest = Manifest {

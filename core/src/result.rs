@@ -40,6 +40,8 @@ pub struct Artifacts {
     /// Total bytes of `files`.
     pub size: u64,
     pub files: Vec<ArtifactRef>,
+    /// True when a cache hit was served by the app's identical latest release (no new copy).
+    pub reused: bool,
 }
 
 /// The outcome of one build.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{LimitsConfig, SourceConfig};
 use crate::digest::Digest;
+use crate::statcache::StatCache;
 
 /// Errors of source intake.
 #[derive(Debug, thiserror::Error)]
@@ -169,10 +170,16 @@ impl<T: Into<Bytes>> From<T> for FileBytes {
 }
 
 impl SourceTree {
-    /// Take in a [`SourceSpec`].
-    pub fn intake(spec: &SourceSpec, limits: &LimitsConfig, rules: &SourceConfig) -> Result<SourceTree, SourceError> {
+    /// Take in a [`SourceSpec`]. With `stat_dir`, digests of unchanged files are remembered
+    /// there between snapshots (see [`StatCache`]).
+    pub fn intake(
+        spec: &SourceSpec,
+        limits: &LimitsConfig,
+        rules: &SourceConfig,
+        stat_dir: Option<&Path>,
+    ) -> Result<SourceTree, SourceError> {
         match spec {
-            SourceSpec::Directory(dir) => SourceTree::from_dir(dir, limits, rules),
+            SourceSpec::Directory(dir) => SourceTree::snapshot(dir, limits, rules, stat_dir),
             SourceSpec::Files(files) => {
                 SourceTree::from_memory(files.iter().map(|(p, b)| (p.clone(), b.0.clone())), limits)
             }
@@ -181,6 +188,15 @@ impl SourceTree {
 
     /// Snapshot a directory, leaving out ignored files and `source.exclude` patterns.
     pub fn from_dir(root: &Path, limits: &LimitsConfig, rules: &SourceConfig) -> Result<SourceTree, SourceError> {
+        SourceTree::snapshot(root, limits, rules, None)
+    }
+
+    fn snapshot(
+        root: &Path,
+        limits: &LimitsConfig,
+        rules: &SourceConfig,
+        stat_dir: Option<&Path>,
+    ) -> Result<SourceTree, SourceError> {
         if !root.is_dir() {
             return Err(SourceError::NotFound(root.to_path_buf()));
         }
@@ -230,16 +246,28 @@ impl SourceTree {
                 // Sockets, FIFOs and devices are not sources.
                 continue;
             };
-            let size =
-                std::fs::metadata(&data_path).map_err(|source| SourceError::Read { path: rel.clone(), source })?.len();
+            let meta =
+                std::fs::metadata(&data_path).map_err(|source| SourceError::Read { path: rel.clone(), source })?;
             if pending.len() as u64 >= limits.max_source_files {
                 return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
             }
-            check_size(&rel, size, &mut total, limits)?;
-            pending.push((rel, size, data_path));
+            check_size(&rel, meta.len(), &mut total, limits)?;
+            pending.push(Pending { rel, meta, abs: data_path });
         }
 
-        let files = hash_files(pending)?;
+        let mut stat_cache = match stat_dir {
+            Some(dir) => StatCache::load(dir, &canonical_root),
+            None => StatCache::disabled(),
+        };
+        let mut files = hash_files(&pending, &stat_cache)?;
+        if stat_dir.is_some() {
+            for (file, p) in files.iter().zip(&pending) {
+                stat_cache.record(&file.path, &p.meta, file.digest);
+            }
+            stat_cache.save();
+        }
+        // The walk sorts within each directory; across levels the paths need a full sort.
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(SourceTree { root: Some(canonical_root), files, total_bytes: total })
     }
 
@@ -399,30 +427,40 @@ pub fn normalize_path(path: &str) -> Result<String, SourceError> {
 /// from a read into a per-thread buffer.
 const MMAP_THRESHOLD: u64 = 64 * 1024;
 
-fn hash_files(pending: Vec<(String, u64, PathBuf)>) -> Result<Vec<SourceFile>, SourceError> {
+/// A file found by the walk, not hashed yet.
+struct Pending {
+    rel: String,
+    meta: std::fs::Metadata,
+    abs: PathBuf,
+}
+
+/// Hash files in parallel, in the order given, skipping those whose stat the cache remembers.
+fn hash_files(pending: &[Pending], stat_cache: &StatCache) -> Result<Vec<SourceFile>, SourceError> {
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let mut files: Vec<SourceFile> = pending
-        .into_par_iter()
-        .map(|(path, size, abs)| {
-            let read_err = |source| SourceError::Read { path: path.clone(), source };
-            let digest = if size >= MMAP_THRESHOLD {
+    let files: Vec<SourceFile> = pending
+        .par_iter()
+        .map(|p| {
+            let read_err = |source| SourceError::Read { path: p.rel.clone(), source };
+            let size = p.meta.len();
+            let digest = if let Some(known) = stat_cache.lookup(&p.rel, &p.meta) {
+                known
+            } else if size >= MMAP_THRESHOLD {
                 let mut hasher = blake3::Hasher::new();
-                hasher.update_mmap(&abs).map_err(read_err)?;
+                hasher.update_mmap(&p.abs).map_err(read_err)?;
                 Digest::from(hasher.finalize())
             } else {
                 BUFFER.with_borrow_mut(|buf| -> Result<Digest, SourceError> {
                     buf.clear();
-                    let mut file = File::open(&abs).map_err(read_err)?;
+                    let mut file = File::open(&p.abs).map_err(read_err)?;
                     file.read_to_end(buf).map_err(read_err)?;
                     Ok(Digest::of(buf))
                 })?
             };
-            Ok(SourceFile { path, size, digest, content: Content::Disk(abs) })
+            Ok(SourceFile { path: p.rel.clone(), size, digest, content: Content::Disk(p.abs.clone()) })
         })
         .collect::<Result<_, SourceError>>()?;
-    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
 
@@ -497,6 +535,22 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("escape")).unwrap();
         let err = SourceTree::from_dir(dir.path(), &limits(), &SourceConfig::default()).unwrap_err();
         assert_eq!(err.code(), "source_symlink_escape");
+    }
+
+    #[test]
+    fn remembered_digests_follow_file_changes() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.txt");
+        std::fs::write(&file, "one").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
+        let spec = SourceSpec::Directory(dir.path().into());
+        let snap = || SourceTree::intake(&spec, &limits(), &SourceConfig::default(), Some(state.path())).unwrap();
+        assert_eq!(snap().get("a.txt").unwrap().digest, Digest::of(b"one"));
+        assert_eq!(snap().get("a.txt").unwrap().digest, Digest::of(b"one"), "from the stat cache");
+        std::fs::write(&file, "two").unwrap();
+        assert_eq!(snap().get("a.txt").unwrap().digest, Digest::of(b"two"));
     }
 
     #[test]

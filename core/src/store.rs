@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::ArtifactFile;
+use crate::digest::Digest;
+use crate::statcache::StatCache;
 
 /// Errors of artifact stores.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,17 @@ pub trait ArtifactStore: Send + Sync {
 
     /// Remove the app's releases older than `retention`, never its latest. Returns how many.
     async fn enforce_retention(&self, app: &str, retention: Duration) -> Result<u64, StoreError>;
+
+    /// The app's latest release, if it already holds exactly `files` built under `cache_key`
+    /// and every file still matches its hash: a cache hit then needs no new copy.
+    async fn reuse(
+        &self,
+        _app: &str,
+        _cache_key: &str,
+        _files: &[ArtifactFile],
+    ) -> Result<Option<Release>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Releases as directories under a root on this machine.
@@ -233,6 +246,44 @@ impl ArtifactStore for LocalArtifactStore {
         }
         Ok(removed)
     }
+
+    async fn reuse(&self, app: &str, cache_key: &str, files: &[ArtifactFile]) -> Result<Option<Release>, StoreError> {
+        let Some(release) = self.latest(app).await? else { return Ok(None) };
+        let root = PathBuf::from(&release.location);
+        let Ok(bytes) = std::fs::read(root.join(MANIFEST_FILE)) else { return Ok(None) };
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else { return Ok(None) };
+        if manifest.cache_key != cache_key || manifest.files != files {
+            return Ok(None);
+        }
+        let files = files.to_vec();
+        let stat_dir = self.root.join(".stat");
+        let intact = tokio::task::spawn_blocking(move || files_intact(&root, &files, &stat_dir)).await.unwrap_or(false);
+        Ok(intact.then_some(release))
+    }
+}
+
+/// Whether every file under `root` matches its size and hash. Files whose stat is
+/// unchanged since they were last verified are not read again (see [`StatCache`]).
+fn files_intact(root: &Path, files: &[ArtifactFile], stat_dir: &Path) -> bool {
+    use rayon::prelude::*;
+    let mut stat_cache = StatCache::load(stat_dir, root);
+    let checked: Option<Vec<std::fs::Metadata>> = files
+        .par_iter()
+        .map(|f| {
+            let path = root.join(&f.path);
+            let meta = std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file() && m.len() == f.size)?;
+            if stat_cache.lookup(&f.path, &meta) == Some(f.blake3) {
+                return Some(meta);
+            }
+            std::fs::read(&path).ok().filter(|bytes| Digest::of(bytes) == f.blake3).map(|_| meta)
+        })
+        .collect();
+    let Some(metas) = checked else { return false };
+    for (f, meta) in files.iter().zip(&metas) {
+        stat_cache.record(&f.path, meta, f.blake3);
+    }
+    stat_cache.save();
+    true
 }
 
 fn list_dirs(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
@@ -282,6 +333,38 @@ mod tests {
         assert_eq!(store.enforce_retention("shop", Duration::ZERO).await.unwrap(), 1);
         assert!(!root.path().join("shop/1.0.0/b1").exists());
         assert!(root.path().join("shop/1.0.0/b2").exists());
+    }
+
+    #[tokio::test]
+    async fn the_latest_release_is_reused_only_when_identical_and_intact() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalArtifactStore::open(root.path()).unwrap();
+        let staged = store.stage("b1").await.unwrap();
+        std::fs::write(staged.join("index.html"), "hello").unwrap();
+        let files = vec![ArtifactFile {
+            path: "index.html".into(),
+            size: 5,
+            blake3: Digest::of(b"hello"),
+            content_type: "text/html".into(),
+        }];
+        let manifest = Manifest {
+            name: "Shop".into(),
+            version: "1.0.0".into(),
+            build_id: "b1".into(),
+            target: "web".into(),
+            build_time: String::new(),
+            build_size: 5,
+            entry_point: None,
+            artifact_type: "static-web".into(),
+            cache_key: "k1".into(),
+            files: files.clone(),
+        };
+        std::fs::write(staged.join(MANIFEST_FILE), serde_json::to_vec(&manifest).unwrap()).unwrap();
+        let release = store.publish(&staged, &id("b1")).await.unwrap();
+        assert_eq!(store.reuse("shop", "k1", &files).await.unwrap(), Some(release.clone()));
+        assert_eq!(store.reuse("shop", "k2", &files).await.unwrap(), None, "another key");
+        std::fs::write(Path::new(&release.location).join("index.html"), "HELLO").unwrap();
+        assert_eq!(store.reuse("shop", "k1", &files).await.unwrap(), None, "tampered file");
     }
 
     #[tokio::test]

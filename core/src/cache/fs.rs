@@ -288,6 +288,11 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     }
 }
 
+/// Serialize in memory and write once: an unbuffered file would take a syscall per token.
+fn write_json<T: serde::Serialize>(file: &mut File, value: &T) -> std::io::Result<()> {
+    file.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)
+}
+
 fn touch(path: &Path) {
     if let Ok(file) = File::options().write(true).open(path) {
         let _ = file.set_modified(SystemTime::now());
@@ -336,10 +341,10 @@ impl CacheBackend for FilesystemCache {
         self.blocking(move |inner| {
             if let Some(components) = components {
                 let path = inner.entry_path(&entry.key, "key.json");
-                inner.write_atomic(&path, |f| serde_json::to_writer(f, &components).map_err(std::io::Error::other))?;
+                inner.write_atomic(&path, |f| write_json(f, &components))?;
             }
             let path = inner.entry_path(&entry.key, "json");
-            inner.write_atomic(&path, |f| serde_json::to_writer(f, &entry).map_err(std::io::Error::other))?;
+            inner.write_atomic(&path, |f| write_json(f, &entry))?;
             if inner.prune_due() {
                 // Pruning is housekeeping: it must not slow or fail the build that stored.
                 std::thread::spawn(move || {
