@@ -52,6 +52,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the files a build of DIR takes in, with their BLAKE3 digests (as b3sum prints them).
+    Sources { dir: PathBuf },
     /// Inspect and maintain the cache.
     Cache {
         #[command(subcommand)]
@@ -137,6 +139,27 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail_early(&e, json),
+            }
+        }
+        Command::Sources { ref dir } => {
+            let config = match &cli.config {
+                Some(path) => match EngineConfig::from_file(path) {
+                    Ok(parsed) => parsed.value,
+                    Err(e) => return fail_early(&e.into(), false),
+                },
+                None => EngineConfig::default(),
+            };
+            // Every file is read and hashed here (no remembered digests): this is the full price.
+            match workz_build::SourceTree::from_dir(dir, &config.limits, &config.source) {
+                Ok(tree) => {
+                    let mut out = String::with_capacity(tree.files().len() * 100);
+                    for file in tree.files() {
+                        out.push_str(&format!("{}  {}\n", file.digest, file.path));
+                    }
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail_early(&e.into(), false),
             }
         }
         Command::Cache { ref action, json } => {

@@ -876,6 +876,41 @@ mod tests {
         assert!(serde_json::from_str::<Compression>("\"zip\"").is_err());
     }
 
+    /// Every key of both documents appears in docs/configuration.md.
+    #[test]
+    fn every_key_is_documented() {
+        fn keys(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(map) = value {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    if path == "dependencies" || !v.is_object() {
+                        out.push(path); // a leaf, or a free-form map
+                    } else {
+                        keys(&path, v, out);
+                    }
+                }
+            }
+        }
+        let doc = include_str!("../../docs/configuration.md");
+        let mut all = Vec::new();
+        let mut engine = EngineConfig::default();
+        engine.cache.dir = Some("/x".into());
+        engine.storage.artifacts_dir = Some("/x".into());
+        engine.storage.work_dir = Some("/x".into());
+        engine.build_system.build_timeout_warning = Some(1);
+        keys("", &serde_json::to_value(&engine).unwrap(), &mut all);
+        let mut app = AppConfig::from_json("workz.json", DOC_APP).unwrap().value;
+        app.build_config.javascript.entry = Some("x".into());
+        keys("", &serde_json::to_value(&app).unwrap(), &mut all);
+        for key in all {
+            let leaf = key.rsplit('.').next().unwrap();
+            let documented = doc.contains(&format!("`{leaf}`"))
+                || doc.contains(&format!("`{}`", key.split_once('.').map_or(key.as_str(), |(_, rest)| rest)))
+                || doc.contains(&format!("### `{leaf}`"));
+            assert!(documented, "docs/configuration.md does not document `{key}`");
+        }
+    }
+
     #[test]
     fn slugs_are_path_safe() {
         assert_eq!(slug("My Workz App"), "my-workz-app");

@@ -247,3 +247,36 @@ pub const ALL_CODES: &[&str] = &[
     "invalid_request",
     "internal",
 ];
+
+/// Every warning code a build can emit.
+pub const WARNING_CODES: &[&str] = &[
+    "config_unknown_key",
+    "cache_failed",
+    "cache_tier_failed",
+    "cache_entry_incomplete",
+    "artifact_store_failed",
+    "retention_failed",
+    "build_slow",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../docs/errors.md");
+        for code in ALL_CODES.iter().chain(WARNING_CODES) {
+            assert!(doc.contains(&format!("| `{code}` |")), "docs/errors.md does not list `{code}`");
+        }
+    }
+
+    #[test]
+    fn codes_are_snake_case_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ALL_CODES {
+            assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{code}");
+            assert!(seen.insert(code), "{code} listed twice");
+        }
+    }
+}

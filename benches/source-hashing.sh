@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Source hashing of a 10,000-file / 200 MB tree: `workz-build sources` (walk + BLAKE3 of every
+# file, no remembered digests) against `b3sum` over the same files, side by side in one run.
+source "$(dirname "$0")/common.sh"
+command -v b3sum >/dev/null || cargo install --locked --root "$TOOLS" b3sum >&2
+
+TREE="$WORK/tree-10k"
+if [ ! -f "$TREE/.complete" ]; then
+  rm -rf "$TREE"
+  python3 - "$TREE" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(42)
+total_target, files = 200 * 1000 * 1000, 10_000
+# Sizes like a real tree: many small files, a few large ones (log-normal), scaled to 200 MB.
+sizes = [rng.lognormvariate(9.0, 1.3) for _ in range(files)]
+scale = total_target / sum(sizes)
+for i, s in enumerate(sizes):
+    d = os.path.join(root, f"pkg{i % 50}", f"mod{i % 7}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"file{i}.js"), "wb") as f:
+        f.write(rng.randbytes(max(1, int(s * scale))))
+PY
+  touch "$TREE/.complete"
+fi
+(cd "$TREE" && find . -type f ! -name .complete -printf '%P\0' > "$WORK/tree-10k.list")
+files=$(tr -cd '\0' < "$WORK/tree-10k.list" | wc -c)
+bytes=$(du -sb --exclude=.complete "$TREE" | cut -f1)
+cat "$WORK/tree-10k.list" | (cd "$TREE" && xargs -0 cat > /dev/null)  # warm the page cache
+
+hyperfine --warmup 2 --runs 10 --export-json "$WORK/hash.json" \
+  -n workz-build "$WORKZ sources $TREE > /dev/null" \
+  -n b3sum "cd $TREE && xargs -0 -a $WORK/tree-10k.list b3sum > /dev/null" >&2
+
+ours=$(median_ms "$WORK/hash.json" 0)
+theirs=$(median_ms "$WORK/hash.json" 1)
+rss_ours=$(peak_rss_mb "$WORKZ" sources "$TREE")
+rss_theirs=$(cd "$TREE" && peak_rss_mb xargs -0 -a "$WORK/tree-10k.list" b3sum)
+python3 - "$files" "$bytes" "$ours" "$theirs" "$rss_ours" "$rss_theirs" <<'PY'
+import sys
+files, size, ours, theirs, rss_ours, rss_theirs = sys.argv[1:]
+mb = int(size) / 1e6
+print(f"source hashing, {files} files, {mb:.0f} MB (median of 10, warm page cache, {__import__('os').cpu_count()} cores)")
+print(f"| tool | median | throughput | peak RSS |")
+print(f"| --- | --- | --- | --- |")
+print(f"| workz-build sources | {ours} ms | {mb / (float(ours) / 1000):.0f} MB/s | {rss_ours} MB |")
+print(f"| b3sum | {theirs} ms | {mb / (float(theirs) / 1000):.0f} MB/s | {rss_theirs} MB |")
+print(f"throughput ratio workz-build / b3sum: {float(theirs) / float(ours):.2f}x (goal >= 0.8x)")
+PY

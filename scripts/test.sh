@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every test: formatting, lints, unit tests, the engine's end-to-end suite and the CLI suite.
+# Installs what the tests need on a fresh machine first.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/workz-build/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# System packages the suites use (the hook tests run `sh`, `sleep` and `env` from coreutils).
+need=()
+for cmd in sh sleep env; do command -v "$cmd" >/dev/null || need+=(coreutils); done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
