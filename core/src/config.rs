@@ -262,6 +262,8 @@ impl Default for PlatformsConfig {
                 flutter_version: None,
                 dart_version: None,
                 build_tools: vec!["webpack".into(), "babel".into(), "terser".into()],
+                inject_dependencies: BTreeMap::new(),
+                browsers: None,
             },
             flutter: PlatformConfig {
                 enabled: true,
@@ -270,6 +272,8 @@ impl Default for PlatformsConfig {
                 flutter_version: Some("3.16.x".into()),
                 dart_version: Some("3.2.x".into()),
                 build_tools: vec!["flutter".into(), "dart".into()],
+                inject_dependencies: BTreeMap::new(),
+                browsers: None,
             },
             static_site: PlatformConfig {
                 enabled: true,
@@ -278,6 +282,8 @@ impl Default for PlatformsConfig {
                 flutter_version: None,
                 dart_version: None,
                 build_tools: Vec::new(),
+                inject_dependencies: BTreeMap::new(),
+                browsers: None,
             },
         }
     }
@@ -306,6 +312,14 @@ pub struct PlatformConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dart_version: Option<String>,
     pub build_tools: Vec<String>,
+    /// Ours: dependencies the platform adds to every app of this type (the document's
+    /// "inject workz-sdk" step), package → version range. Empty by default.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub inject_dependencies: BTreeMap<String, String>,
+    /// Ours: a browserslist-style query (`"> 0.25%, not dead"`, `"chrome 90, safari 14"`) for
+    /// the CSS and JS targets of this platform's builds; when absent, the app's ES target rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browsers: Option<String>,
 }
 
 /// The document's `optimization` section.
@@ -685,6 +699,17 @@ pub struct JavascriptBuildConfig {
     pub bundler: Bundler,
     /// Entry module, relative to the app root (default: looked up).
     pub entry: Option<String>,
+    /// Packages whose install scripts may run (lifecycle scripts are off for all others).
+    pub allow_scripts: Vec<String>,
+    /// Security rules by name (`no-eval`, …) → `off`, `warn` or `error`, overriding their default level.
+    pub security_rules: BTreeMap<String, RuleLevel>,
+    /// Generate a service worker that precaches the hashed outputs (the document's `generateSW`).
+    #[serde(rename = "generateSW")]
+    pub generate_sw: bool,
+    /// With `bundler: "script"`: the directory `npm run build` writes to.
+    pub output_dir: String,
+    /// With `bundler: "script"`: the package.json script to run.
+    pub build_script: String,
 }
 
 impl Default for JavascriptBuildConfig {
@@ -694,6 +719,39 @@ impl Default for JavascriptBuildConfig {
             module_format: ModuleFormat::Esm,
             bundler: Bundler::Rolldown,
             entry: None,
+            allow_scripts: Vec::new(),
+            security_rules: BTreeMap::new(),
+            generate_sw: true,
+            output_dir: "dist".into(),
+            build_script: "build".into(),
+        }
+    }
+}
+
+/// How a security rule's findings are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleLevel {
+    Off,
+    Warn,
+    Error,
+}
+
+impl EsTarget {
+    /// The name rolldown and esbuild take (`es2020`, `esnext`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EsTarget::Es2015 => "es2015",
+            EsTarget::Es2016 => "es2016",
+            EsTarget::Es2017 => "es2017",
+            EsTarget::Es2018 => "es2018",
+            EsTarget::Es2019 => "es2019",
+            EsTarget::Es2020 => "es2020",
+            EsTarget::Es2021 => "es2021",
+            EsTarget::Es2022 => "es2022",
+            EsTarget::Es2023 => "es2023",
+            EsTarget::Es2024 => "es2024",
+            EsTarget::Esnext => "esnext",
         }
     }
 }

@@ -46,6 +46,8 @@ pub enum BuildError {
     Failed(String),
     #[error("the build finished but produced no artifact: {0}")]
     ArtifactMissing(String),
+    #[error("unresolved import {specifier:?} at {location}")]
+    UnresolvedImport { specifier: String, location: String },
 }
 
 impl BuildError {
@@ -58,6 +60,7 @@ impl BuildError {
             BuildError::PlatformRequirementUnmet { .. } => "platform_requirement_unmet",
             BuildError::Failed(_) => "build_failed",
             BuildError::ArtifactMissing(_) => "artifact_missing",
+            BuildError::UnresolvedImport { .. } => "unresolved_import",
         }
     }
 
@@ -86,12 +89,71 @@ impl BuildError {
                     "Build this target on a worker that meets the requirement; the app's other targets can still build here."
                 }
                 BuildError::Failed(_) => return None,
+                BuildError::UnresolvedImport { .. } => {
+                    "Fix the import path, or add the package to package.json (and the lockfile) so it is installed."
+                }
                 BuildError::ArtifactMissing(_) => {
                     "The tool exited successfully but wrote nothing where expected: check the build logs and the tool's output directory settings."
                 }
             }
             .to_string(),
         )
+    }
+}
+
+/// Errors of dependency installation (npm, pub), classified as the troubleshooting guide does.
+#[derive(Debug, thiserror::Error)]
+pub enum DependencyError {
+    #[error("package not found: {detail}")]
+    NotFound { tool: &'static str, detail: String },
+    #[error("dependency versions conflict: {detail}")]
+    Conflict { tool: &'static str, detail: String },
+    #[error("the package registry is unreachable: {detail}")]
+    RegistryUnreachable { tool: &'static str, detail: String },
+    #[error("the lockfile does not match the manifest: {detail}")]
+    LockfileMismatch { tool: &'static str, detail: String },
+    #[error("installing dependencies failed: {detail}")]
+    InstallFailed { tool: &'static str, detail: String },
+    #[error("invalid {file}: {detail}")]
+    InvalidManifest { file: String, detail: String },
+}
+
+impl DependencyError {
+    fn code(&self) -> &'static str {
+        match self {
+            DependencyError::NotFound { .. } => "dependency_not_found",
+            DependencyError::Conflict { .. } => "dependency_conflict",
+            DependencyError::RegistryUnreachable { .. } => "registry_unreachable",
+            DependencyError::LockfileMismatch { .. } => "lockfile_mismatch",
+            DependencyError::InstallFailed { .. } => "dependency_install_failed",
+            DependencyError::InvalidManifest { .. } => "dependency_manifest_invalid",
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        let npm = |tool: &str| tool == "npm";
+        Some(match self {
+            DependencyError::NotFound { tool, .. } if npm(tool) => {
+                "Check the package name and version in package.json (`npm view NAME versions`); for a private package, configure the registry.".into()
+            }
+            DependencyError::NotFound { .. } => "Check the package name and version in pubspec.yaml (`flutter pub deps`).".into(),
+            DependencyError::Conflict { tool, .. } if npm(tool) => {
+                "Fix the version conflict in package.json (`npm ls` shows the tree); `npm install --legacy-peer-deps` locally can tell whether peer dependencies are the cause, then update the lockfile.".into()
+            }
+            DependencyError::Conflict { .. } => "Edit pubspec.yaml to resolve the conflict (`flutter pub upgrade`, `flutter pub deps`).".into(),
+            DependencyError::RegistryUnreachable { tool, .. } if npm(tool) => {
+                "Check registry connectivity from the worker (`npm ping`); the build is retried. A local package mirror avoids this.".into()
+            }
+            DependencyError::RegistryUnreachable { .. } => "Check connectivity to pub.dev from the worker; the build is retried.".into(),
+            DependencyError::LockfileMismatch { .. } => {
+                "Run `npm install` locally and commit the updated package-lock.json.".into()
+            }
+            DependencyError::InstallFailed { tool, .. } if npm(tool) => {
+                "Clear the dependency cache (`npm cache clean --force`) and check the log lines above; `npm update` refreshes versions.".into()
+            }
+            DependencyError::InstallFailed { .. } => "Repair the pub cache (`flutter pub cache repair`) and check the log lines above.".into(),
+            DependencyError::InvalidManifest { .. } => "Check the file's syntax (`jq . package.json`).".into(),
+        })
     }
 }
 
@@ -110,6 +172,8 @@ pub enum Error {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
     #[error("the build was cancelled")]
     Cancelled,
     #[error("the build timed out after {}s", .0.as_secs())]
@@ -130,6 +194,7 @@ impl Error {
             Error::Store(e) => e.code(),
             Error::Process(e) => e.code(),
             Error::Build(e) => e.code(),
+            Error::Dependency(e) => e.code(),
             Error::Cancelled => "cancelled",
             Error::TimedOut(_) => "timed_out",
             Error::InvalidRequest(_) => "invalid_request",
@@ -143,6 +208,9 @@ impl Error {
             Error::Cache(_) | Error::Store(_) => Category::Infrastructure,
             Error::Process(e) => e.category(),
             Error::Build(e) => e.category(),
+            Error::Dependency(DependencyError::RegistryUnreachable { .. }) => Category::Infrastructure,
+            Error::Dependency(DependencyError::InstallFailed { .. }) => Category::Toolchain,
+            Error::Dependency(_) => Category::User,
             Error::Cancelled => Category::User,
             Error::TimedOut(_) => Category::Infrastructure,
             Error::Internal(_) => Category::Internal,
@@ -158,6 +226,7 @@ impl Error {
             Error::Store(e) => e.hint(),
             Error::Process(e) => e.hint(),
             Error::Build(e) => e.hint(),
+            Error::Dependency(e) => e.hint(),
             Error::Cancelled => None,
             Error::TimedOut(_) => Some(
                 "Check the build worker's resources (CPU with `top`, disk with `df -h`, memory with `free -h`); \
@@ -175,6 +244,7 @@ impl Error {
             Error::Process(e) => e.is_retryable(),
             Error::Cache(e) => e.is_retryable(),
             Error::Store(e) => e.is_retryable(),
+            Error::Dependency(DependencyError::RegistryUnreachable { .. }) => true,
             _ => false,
         }
     }
@@ -242,6 +312,13 @@ pub const ALL_CODES: &[&str] = &[
     "platform_requirement_unmet",
     "build_failed",
     "artifact_missing",
+    "unresolved_import",
+    "dependency_not_found",
+    "dependency_conflict",
+    "registry_unreachable",
+    "lockfile_mismatch",
+    "dependency_install_failed",
+    "dependency_manifest_invalid",
     "cancelled",
     "timed_out",
     "invalid_request",
@@ -257,6 +334,9 @@ pub const WARNING_CODES: &[&str] = &[
     "artifact_store_failed",
     "retention_failed",
     "build_slow",
+    "security_warning",
+    "dependencies_not_locked",
+    "asset_format_unsupported",
 ];
 
 #[cfg(test)]

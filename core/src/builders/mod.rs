@@ -1,5 +1,7 @@
 //! The platform builders that ship with the engine.
 
+pub mod javascript;
 mod static_site;
 
+pub use javascript::JavascriptBuilder;
 pub use static_site::StaticSiteBuilder;

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use self::fs::FilesystemCache;
+pub(crate) use self::key::canonical_json;
 pub use self::key::{CacheKey, KeyComponents};
 pub use self::memory::MemoryCache;
 pub use self::readonly::ReadOnlyCache;

@@ -1,0 +1,287 @@
+//! Transpile, bundle and minify in-process with rolldown; CSS imports are collected by
+//! a plugin (rolldown has no CSS bundling) and bundled per entry chunk by lightningcss.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rolldown::plugin::{HookLoadArgs, HookLoadOutput, HookLoadReturn, HookUsage, Plugin, SharedLoadPluginContext};
+use rolldown::{
+    BundlerOptions, BundlerTransformOptions, ChunkFilenamesOutputOption, CodeSplittingMode, Either, InputItem,
+    ModuleType, OutputFormat, Platform, RawMinifyOptions, SourceMapType, TreeshakeOptions,
+};
+use rolldown_common::Output;
+use rolldown_common::side_effects::HookSideEffects;
+
+use crate::config::ModuleFormat;
+use crate::error::{BuildError, Error, Result};
+
+/// File extensions imported as assets: emitted under a hashed name, imported as its URL.
+const ASSET_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico", "bmp", "woff", "woff2", "ttf", "otf", "eot", "mp3",
+    "mp4", "webm", "ogg", "wav", "pdf", "wasm", "txt",
+];
+
+/// Collects the stylesheets that scripts import; each becomes an empty module in the graph
+/// (kept, so it stays listed in its chunk) and its CSS is bundled separately.
+#[derive(Debug, Default)]
+struct CssImports {
+    seen: Mutex<HashSet<String>>,
+}
+
+impl Plugin for CssImports {
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("workz:css-imports")
+    }
+
+    fn register_hook_usage(&self) -> HookUsage {
+        HookUsage::Load
+    }
+
+    async fn load(&self, _ctx: SharedLoadPluginContext, args: &HookLoadArgs<'_>) -> HookLoadReturn {
+        let path = args.id.split(['?', '#']).next().unwrap_or(args.id);
+        if !path.ends_with(".css") {
+            return Ok(None);
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(args.id.to_string());
+        }
+        Ok(Some(HookLoadOutput {
+            code: arcstr::ArcStr::from("export {};\n"),
+            side_effects: Some(HookSideEffects::NoTreeshake),
+            module_type: Some(ModuleType::Js),
+            ..Default::default()
+        }))
+    }
+}
+
+/// What to bundle.
+#[derive(Debug, Clone)]
+pub struct BundleSpec {
+    /// The build directory (with node_modules).
+    pub root: PathBuf,
+    /// Entry modules, relative to `root`.
+    pub entries: Vec<String>,
+    pub format: ModuleFormat,
+    /// `es2020`, or browser targets (`chrome80`, …).
+    pub target: Either<String, Vec<String>>,
+    pub minify: bool,
+    pub sourcemap: bool,
+    pub treeshake: bool,
+}
+
+/// One entry's built files, relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryOutput {
+    /// The entry module, relative to the app root.
+    pub entry: String,
+    pub script: String,
+    /// Stylesheets imported anywhere below the entry, in import order (absolute paths).
+    pub css_inputs: Vec<PathBuf>,
+    /// Chunks the entry loads at startup (for modulepreload hints).
+    pub static_imports: Vec<String>,
+    /// Stylesheets another bundler already wrote, relative to the output directory.
+    pub css_files: Vec<String>,
+}
+
+/// Bundle and write the chunks (at the root of `out`) and assets (under `<out>/assets/`).
+pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput>> {
+    let mut module_types: rustc_hash::FxHashMap<String, ModuleType> = Default::default();
+    for ext in ASSET_EXTENSIONS {
+        module_types.insert(format!(".{ext}"), ModuleType::Asset);
+    }
+    let names = entry_names(&spec.entries);
+    let input = spec
+        .entries
+        .iter()
+        .zip(&names)
+        .map(|(entry, name)| InputItem {
+            name: Some(name.clone()),
+            import: spec.root.join(entry).display().to_string(),
+        })
+        .collect();
+    let options = BundlerOptions {
+        input: Some(input),
+        cwd: Some(spec.root.clone()),
+        platform: Some(Platform::Browser),
+        format: Some(match spec.format {
+            ModuleFormat::Esm => OutputFormat::Esm,
+            ModuleFormat::Iife => OutputFormat::Iife,
+        }),
+        // IIFE cannot load split chunks: dynamic imports are inlined there.
+        code_splitting: Some(CodeSplittingMode::Bool(spec.format == ModuleFormat::Esm)),
+        // Scripts sit next to the page: rolldown writes an imported asset's URL relative to
+        // the chunk, and a page resolves it against the document, so the two must agree.
+        entry_filenames: Some(ChunkFilenamesOutputOption::String("[name]-[hash].js".into())),
+        chunk_filenames: Some(ChunkFilenamesOutputOption::String("[name]-[hash].js".into())),
+        asset_filenames: Some(rolldown::AssetFilenamesOutputOption::String("assets/[name]-[hash][extname]".into())),
+        minify: Some(RawMinifyOptions::Bool(spec.minify)),
+        sourcemap: spec.sourcemap.then_some(SourceMapType::File),
+        treeshake: TreeshakeOptions::Boolean(spec.treeshake),
+        module_types: Some(module_types),
+        transform: Some(BundlerTransformOptions { target: Some(spec.target.clone()), ..Default::default() }),
+        ..Default::default()
+    };
+    let css = Arc::new(CssImports::default());
+    let mut bundler =
+        rolldown::Bundler::with_plugins(options, vec![css.clone()]).map_err(|e| diagnostics(&spec.root, e))?;
+    let output = bundler.generate().await.map_err(|e| diagnostics(&spec.root, e))?;
+    let _ = bundler.close().await;
+
+    if let Some(warning) = output.warnings.iter().find(|w| w.kind().to_string() == "UNRESOLVED_IMPORT") {
+        return Err(unresolved(&spec.root, warning));
+    }
+
+    let css_ids: HashSet<String> = css.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut chunks: HashMap<String, Arc<rolldown_common::OutputChunk>> = HashMap::new();
+    for item in &output.assets {
+        let name = item.filename().to_string();
+        let dest = safe_join(out_dir, &name)?;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(write_failed(&dest))?;
+        }
+        match item {
+            Output::Chunk(chunk) => {
+                std::fs::write(&dest, chunk.code.as_bytes()).map_err(write_failed(&dest))?;
+                if let Some(map) = &chunk.map {
+                    let map_name = chunk.sourcemap_filename.clone().unwrap_or_else(|| format!("{name}.map"));
+                    let map_dest = safe_join(out_dir, &map_name)?;
+                    std::fs::write(&map_dest, map.to_json_string()).map_err(write_failed(&map_dest))?;
+                }
+                chunks.insert(name, chunk.clone());
+            }
+            Output::Asset(asset) => {
+                std::fs::write(&dest, asset.source.as_bytes()).map_err(write_failed(&dest))?;
+            }
+        }
+    }
+
+    let mut entries = Vec::new();
+    for (entry, name) in spec.entries.iter().zip(&names) {
+        let Some(chunk) = chunks.values().find(|c| c.is_entry && c.name.as_str() == name) else {
+            return Err(BuildError::ArtifactMissing(format!("no output chunk for entry {entry}")).into());
+        };
+        let mut css_inputs = Vec::new();
+        let mut seen_css = HashSet::new();
+        let mut visited = HashSet::new();
+        collect_css(chunk, &chunks, &css_ids, &mut visited, &mut seen_css, &mut css_inputs);
+        let mut static_imports = Vec::new();
+        collect_static(chunk, &chunks, &mut HashSet::new(), &mut static_imports);
+        entries.push(EntryOutput {
+            entry: entry.clone(),
+            script: chunk.filename.to_string(),
+            css_inputs,
+            static_imports,
+            css_files: Vec::new(),
+        });
+    }
+    Ok(entries)
+}
+
+/// Stylesheets below `chunk`: statically imported chunks first (they run first), then its
+/// own modules in order, then what it loads dynamically.
+fn collect_css(
+    chunk: &rolldown_common::OutputChunk,
+    chunks: &HashMap<String, Arc<rolldown_common::OutputChunk>>,
+    css_ids: &HashSet<String>,
+    visited: &mut HashSet<String>,
+    seen: &mut HashSet<String>,
+    out: &mut Vec<PathBuf>,
+) {
+    if !visited.insert(chunk.filename.to_string()) {
+        return;
+    }
+    for import in &chunk.imports {
+        if let Some(c) = chunks.get(import.as_str()) {
+            collect_css(c, chunks, css_ids, visited, seen, out);
+        }
+    }
+    for id in &chunk.module_ids {
+        let id = id.to_string();
+        if css_ids.contains(&id) && seen.insert(id.clone()) {
+            out.push(PathBuf::from(id.split(['?', '#']).next().unwrap_or(&id)));
+        }
+    }
+    for import in &chunk.dynamic_imports {
+        if let Some(c) = chunks.get(import.as_str()) {
+            collect_css(c, chunks, css_ids, visited, seen, out);
+        }
+    }
+}
+
+fn collect_static(
+    chunk: &rolldown_common::OutputChunk,
+    chunks: &HashMap<String, Arc<rolldown_common::OutputChunk>>,
+    visited: &mut HashSet<String>,
+    out: &mut Vec<String>,
+) {
+    for import in &chunk.imports {
+        if visited.insert(import.to_string()) {
+            out.push(import.to_string());
+            if let Some(c) = chunks.get(import.as_str()) {
+                collect_static(c, chunks, visited, out);
+            }
+        }
+    }
+}
+
+/// Unique chunk names from entry file stems (`src/main.ts` → `main`, a second `main` → `main2`).
+fn entry_names(entries: &[String]) -> Vec<String> {
+    let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    entries
+        .iter()
+        .map(|e| {
+            let stem = Path::new(e).file_stem().and_then(|s| s.to_str()).unwrap_or("entry");
+            let stem: String =
+                stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+            let n = used.entry(stem.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { stem } else { format!("{stem}{n}") }
+        })
+        .collect()
+}
+
+/// A diagnostic's file relative to the app (rolldown gives it absolute or relative to the process).
+fn relative(root: &Path, file: &str) -> String {
+    let root_text = root.display().to_string();
+    match file.find(&root_text) {
+        Some(i) => file[i + root_text.len()..].trim_start_matches('/').to_string(),
+        None => file.to_string(),
+    }
+}
+
+/// `out/name` for a name the bundler produced: never outside `out`.
+fn safe_join(out: &Path, name: &str) -> Result<PathBuf> {
+    let p = Path::new(name);
+    if p.is_absolute() || p.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(Error::internal(format!("bundler produced an unsafe output name {name:?}")));
+    }
+    Ok(out.join(p))
+}
+
+fn write_failed(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |e| BuildError::Failed(format!("writing {}: {e}", path.display())).into()
+}
+
+/// rolldown's error batch as one build error, each diagnostic with its code frame; an
+/// unresolved import is its own error.
+fn diagnostics(root: &Path, batch: rolldown_error::BatchedBuildDiagnostic) -> Error {
+    if let Some(d) = batch.iter().find(|d| d.kind().to_string() == "UNRESOLVED_IMPORT") {
+        return unresolved(root, d);
+    }
+    let messages: Vec<String> = batch.iter().map(|d| d.to_diagnostic().convert_to_string(false)).collect();
+    BuildError::Failed(format!("bundling failed:\n{}", messages.join("\n"))).into()
+}
+
+fn unresolved(root: &Path, d: &rolldown_error::BuildDiagnostic) -> Error {
+    let diagnostic = d.to_diagnostic();
+    let location = diagnostic
+        .get_primary_location()
+        .map(|(file, line, column, _)| format!("{}:{line}:{}", relative(root, &file), column + 1))
+        .unwrap_or_else(|| "(unknown)".into());
+    let message = d.to_message_with(&Default::default());
+    let specifier = message.split('\'').nth(1).or_else(|| message.split('"').nth(1)).unwrap_or(&message).to_string();
+    BuildError::UnresolvedImport { specifier, location }.into()
+}

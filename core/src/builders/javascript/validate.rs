@@ -1,0 +1,401 @@
+//! Validation of a JavaScript app before any dependency work: every script parsed
+//! with oxc (the parser rolldown uses), and a security scan with named rules.
+
+use std::collections::BTreeMap;
+
+use oxc::allocator::Allocator;
+use oxc::ast::ast::{Argument, CallExpression, Expression, NewExpression};
+use oxc::ast_visit::{Visit, walk};
+use oxc::parser::Parser;
+use oxc::span::{GetSpan, SourceType};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::RuleLevel;
+use crate::source::{SourceFile, SourceTree};
+
+/// Extensions of the files that are parsed as scripts.
+pub const SCRIPT_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx"];
+
+pub fn is_script(path: &str) -> bool {
+    path.rsplit_once('.').is_some_and(|(_, ext)| SCRIPT_EXTENSIONS.contains(&ext))
+}
+
+/// A place in a source file, 1-based line and column, with a code frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// Line and column (1-based, column in characters) of a byte offset, and a code frame
+/// of the line before, the line and a caret.
+pub fn locate(file: &str, text: &str, offset: usize) -> (Location, String) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..offset].chars().count() + 1;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut frame = String::new();
+    let width = (line + 1).to_string().len();
+    for n in line.saturating_sub(2).max(1)..=line {
+        if let Some(content) = lines.get(n - 1) {
+            frame.push_str(&format!("{n:>width$} | {}\n", truncate(content, 160)));
+        }
+    }
+    frame.push_str(&format!("{:>width$} | {}^", "", " ".repeat(column.saturating_sub(1).min(160))));
+    (Location { file: file.to_string(), line, column }, frame)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_string() } else { s.chars().take(max).collect::<String>() + "…" }
+}
+
+/// A syntax error.
+#[derive(Debug, Clone)]
+pub struct SyntaxError {
+    pub location: Location,
+    pub message: String,
+    pub frame: String,
+}
+
+impl std::fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}\n{}", self.location, self.message, self.frame)
+    }
+}
+
+fn source_type(path: &str) -> SourceType {
+    let ext = path.rsplit_once('.').map_or("js", |(_, e)| e);
+    // Plain .js may hold JSX in React apps: parse it as JSX, which accepts all JS.
+    let name = match ext {
+        "js" | "mjs" | "cjs" => "x.jsx".to_string(),
+        other => format!("x.{other}"),
+    };
+    SourceType::from_path(&name).unwrap_or_default()
+}
+
+/// Parse every script; return every file's first syntax errors (in path order).
+pub fn check_syntax(tree: &SourceTree) -> Vec<SyntaxError> {
+    let scripts: Vec<&SourceFile> = tree.files().iter().filter(|f| is_script(&f.path)).collect();
+    let mut errors: Vec<SyntaxError> = scripts
+        .par_iter()
+        .flat_map_iter(|file| {
+            let Ok(bytes) = file.read() else { return Vec::new() };
+            let text = String::from_utf8_lossy(&bytes);
+            let allocator = Allocator::default();
+            let ret = Parser::new(&allocator, &text, source_type(&file.path)).parse();
+            ret.diagnostics
+                .errors()
+                .take(3)
+                .map(|d| {
+                    let offset = d.labels.first().map_or(0, |l| l.offset() as usize);
+                    let (location, frame) = locate(&file.path, &text, offset);
+                    SyntaxError { location, message: d.message.to_string(), frame }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    errors.sort_by(|a, b| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)));
+    errors
+}
+
+/// A security rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub name: &'static str,
+    pub default: RuleLevel,
+    pub description: &'static str,
+}
+
+/// The rules, with their default levels.
+pub const RULES: &[Rule] = &[
+    Rule { name: "no-eval", default: RuleLevel::Error, description: "eval() with input that is not a string literal" },
+    Rule {
+        name: "no-new-function",
+        default: RuleLevel::Error,
+        description: "new Function() / Function() with input that is not a string literal",
+    },
+    Rule {
+        name: "hardcoded-credentials",
+        default: RuleLevel::Error,
+        description: "a cloud key, token or private key block in the sources",
+    },
+    Rule { name: "insecure-script-load", default: RuleLevel::Warn, description: "a script loaded over plain http:" },
+];
+
+/// A security finding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub rule: String,
+    pub level: RuleLevel,
+    pub location: Location,
+    pub message: String,
+    pub frame: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}]: {}\n{}", self.location, self.rule, self.message, self.frame)
+    }
+}
+
+/// Credential patterns: (what, regex).
+const CREDENTIALS: &[(&str, &str)] = &[
+    ("an AWS access key id", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
+    ("a private key block", r"-----BEGIN (RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY( BLOCK)?-----"),
+    ("a GitHub token", r"\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}\b"),
+    ("a Google API key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
+    ("a Stripe secret key", r"\b(sk|rk)_live_[0-9A-Za-z]{24,}\b"),
+    ("a Slack token", r"\bxox[abprs]-[0-9A-Za-z-]{10,}\b"),
+];
+
+/// Text files worth scanning for credentials.
+fn scanned_for_credentials(path: &str) -> bool {
+    let ext = path.rsplit_once('.').map_or("", |(_, e)| e);
+    is_script(path)
+        || matches!(
+            ext,
+            "json" | "html" | "htm" | "env" | "yml" | "yaml" | "txt" | "md" | "css" | "vue" | "svelte" | "pem" | "key"
+        )
+        || path.ends_with(".env")
+        || !path.contains('.')
+}
+
+/// Scan the tree with the rules, applying per-app level overrides.
+pub fn security_scan(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>) -> Vec<Finding> {
+    let level = |name: &str| {
+        overrides
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| RULES.iter().find(|r| r.name == name).map_or(RuleLevel::Error, |r| r.default))
+    };
+    let patterns: Vec<(&str, regex::Regex)> =
+        CREDENTIALS.iter().filter_map(|(what, re)| regex::Regex::new(re).ok().map(|r| (*what, r))).collect();
+    let script_src =
+        regex::Regex::new(r#"(?i)<script[^>]*\ssrc\s*=\s*["']?(http://[^"'\s>]+)"#).expect("a valid pattern");
+    let credentials_level = level("hardcoded-credentials");
+    let insecure_level = level("insecure-script-load");
+    let eval_level = level("no-eval");
+    let function_level = level("no-new-function");
+
+    let mut findings: Vec<Finding> = tree
+        .files()
+        .par_iter()
+        .flat_map_iter(|file| {
+            let mut out = Vec::new();
+            let Ok(bytes) = file.read() else { return out };
+            let text = String::from_utf8_lossy(&bytes);
+            let mut push = |rule: &str, level: RuleLevel, offset: usize, message: String| {
+                if level != RuleLevel::Off {
+                    let (location, frame) = locate(&file.path, &text, offset);
+                    out.push(Finding { rule: rule.to_string(), level, location, message, frame });
+                }
+            };
+            if scanned_for_credentials(&file.path) {
+                for (what, re) in &patterns {
+                    if let Some(m) = re.find(&text) {
+                        push(
+                            "hardcoded-credentials",
+                            credentials_level,
+                            m.start(),
+                            format!(
+                                "{what} is hard-coded; load it from the server or an environment variable at run time"
+                            ),
+                        );
+                    }
+                }
+            }
+            if file.path.ends_with(".html") || file.path.ends_with(".htm") {
+                for cap in script_src.captures_iter(&text) {
+                    if let Some(url) = cap.get(1) {
+                        push(
+                            "insecure-script-load",
+                            insecure_level,
+                            url.start(),
+                            format!("script loaded over plain http: {}", url.as_str()),
+                        );
+                    }
+                }
+            }
+            if is_script(&file.path)
+                && (eval_level != RuleLevel::Off
+                    || function_level != RuleLevel::Off
+                    || insecure_level != RuleLevel::Off)
+            {
+                let allocator = Allocator::default();
+                let ret = Parser::new(&allocator, &text, source_type(&file.path)).parse();
+                let mut visitor = ScriptScan { hits: Vec::new() };
+                visitor.visit_program(&ret.program);
+                for (rule, offset, message) in visitor.hits {
+                    let level = match rule {
+                        "no-eval" => eval_level,
+                        "no-new-function" => function_level,
+                        _ => insecure_level,
+                    };
+                    push(rule, level, offset, message);
+                }
+            }
+            out
+        })
+        .collect();
+    findings.sort_by(|a, b| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)));
+    findings
+}
+
+struct ScriptScan {
+    hits: Vec<(&'static str, usize, String)>,
+}
+
+fn all_literal(args: &oxc::allocator::Vec<'_, Argument<'_>>) -> bool {
+    args.iter().all(|a| {
+        matches!(a, Argument::StringLiteral(_)) || matches!(a, Argument::TemplateLiteral(t) if t.expressions.is_empty())
+    })
+}
+
+fn callee_name<'b>(callee: &'b Expression<'_>) -> Option<&'b str> {
+    match callee {
+        Expression::Identifier(id) => Some(id.name.as_str()),
+        // window.eval(...), globalThis.Function(...)
+        Expression::StaticMemberExpression(m) if matches!(&m.object, Expression::Identifier(o) if matches!(o.name.as_str(), "window" | "globalThis" | "self")) => {
+            Some(m.property.name.as_str())
+        }
+        _ => None,
+    }
+}
+
+impl<'a> Visit<'a> for ScriptScan {
+    fn visit_call_expression(&mut self, it: &CallExpression<'a>) {
+        match callee_name(&it.callee) {
+            Some("eval") if !all_literal(&it.arguments) => self.hits.push((
+                "no-eval",
+                it.span.start as usize,
+                "eval() of computed input runs arbitrary code".into(),
+            )),
+            Some("Function") if !all_literal(&it.arguments) => self.hits.push((
+                "no-new-function",
+                it.span.start as usize,
+                "Function() of computed input runs arbitrary code".into(),
+            )),
+            _ => {}
+        }
+        walk::walk_call_expression(self, it);
+    }
+
+    fn visit_new_expression(&mut self, it: &NewExpression<'a>) {
+        if callee_name(&it.callee) == Some("Function") && !all_literal(&it.arguments) {
+            self.hits.push((
+                "no-new-function",
+                it.span.start as usize,
+                "new Function() of computed input runs arbitrary code".into(),
+            ));
+        }
+        walk::walk_new_expression(self, it);
+    }
+
+    fn visit_import_declaration(&mut self, it: &oxc::ast::ast::ImportDeclaration<'a>) {
+        if it.source.value.starts_with("http://") {
+            self.hits.push((
+                "insecure-script-load",
+                it.source.span().start as usize,
+                format!("module imported over plain http: {}", it.source.value),
+            ));
+        }
+        walk::walk_import_declaration(self, it);
+    }
+
+    fn visit_import_expression(&mut self, it: &oxc::ast::ast::ImportExpression<'a>) {
+        if let Expression::StringLiteral(s) = &it.source
+            && s.value.starts_with("http://")
+        {
+            self.hits.push((
+                "insecure-script-load",
+                s.span.start as usize,
+                format!("module imported over plain http: {}", s.value),
+            ));
+        }
+        walk::walk_import_expression(self, it);
+    }
+
+    fn visit_assignment_expression(&mut self, it: &oxc::ast::ast::AssignmentExpression<'a>) {
+        // script.src = "http://…"
+        if let oxc::ast::ast::AssignmentTarget::StaticMemberExpression(m) = &it.left
+            && m.property.name == "src"
+            && let Expression::StringLiteral(s) = &it.right
+            && s.value.starts_with("http://")
+        {
+            self.hits.push((
+                "insecure-script-load",
+                s.span.start as usize,
+                format!("script source set to plain http: {}", s.value),
+            ));
+        }
+        walk::walk_assignment_expression(self, it);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn tree(files: &[(&str, &str)]) -> SourceTree {
+        SourceTree::from_memory(
+            files.iter().map(|(p, t)| (p.to_string(), Bytes::from(t.to_string()))),
+            &crate::config::LimitsConfig::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn syntax_errors_have_file_line_column_and_a_frame() {
+        let t = tree(&[("src/ok.ts", "const x: number = 1;\n"), ("src/bad.js", "const a = 1;\nconst b = ;\n")]);
+        let errors = check_syntax(&t);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = &errors[0];
+        assert_eq!((e.location.file.as_str(), e.location.line, e.location.column), ("src/bad.js", 2, 11));
+        assert!(e.frame.contains("2 | const b = ;") && e.frame.ends_with('^'), "{}", e.frame);
+        let jsx = tree(&[
+            ("App.jsx", "export const App = () => <div className=\"x\">hi</div>;\n"),
+            ("main.js", "const el = <p/>;"),
+        ]);
+        assert!(check_syntax(&jsx).is_empty());
+    }
+
+    #[test]
+    fn security_rules_find_what_they_name() {
+        let t = tree(&[
+            ("a.js", "eval(userInput);\neval('1 + 1');\nnew Function('a', body);\nFunction('return 1');\n"),
+            ("config.js", "export const key = 'AKIAIOSFODNN7EXAMPLE';\n"),
+            ("id_rsa", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n"),
+            ("index.html", "<script src=\"http://cdn.example.com/x.js\"></script>"),
+            (
+                "b.js",
+                "import 'http://evil.example/x.js';\nconst s = document.createElement('script'); s.src = 'http://x.example/y.js';",
+            ),
+        ]);
+        let findings = security_scan(&t, &BTreeMap::new());
+        let rules: Vec<(&str, &str, usize)> =
+            findings.iter().map(|f| (f.location.file.as_str(), f.rule.as_str(), f.location.line)).collect();
+        assert!(rules.contains(&("a.js", "no-eval", 1)), "{rules:?}");
+        assert!(!rules.contains(&("a.js", "no-eval", 2)), "a literal is fine");
+        assert!(rules.contains(&("a.js", "no-new-function", 3)));
+        assert!(!rules.contains(&("a.js", "no-new-function", 4)));
+        assert!(rules.contains(&("config.js", "hardcoded-credentials", 1)));
+        assert!(rules.contains(&("id_rsa", "hardcoded-credentials", 1)));
+        assert!(rules.contains(&("index.html", "insecure-script-load", 1)));
+        assert_eq!(findings.iter().filter(|f| f.location.file == "b.js").count(), 2);
+        assert!(findings.iter().filter(|f| f.rule == "insecure-script-load").all(|f| f.level == RuleLevel::Warn));
+
+        let off: BTreeMap<String, RuleLevel> = [("no-eval".to_string(), RuleLevel::Off)].into();
+        assert!(!security_scan(&t, &off).iter().any(|f| f.rule == "no-eval"));
+    }
+}
