@@ -7,9 +7,12 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/workz-build/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# System packages the suites use (the hook tests run `sh`, `sleep` and `env` from coreutils).
+# System packages the suites use: coreutils for the hook tests; Node.js and npm for the
+# JavaScript builder's tests (npm installs, bundles run in node).
 need=()
 for cmd in sh sleep env; do command -v "$cmd" >/dev/null || need+=(coreutils); done
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi

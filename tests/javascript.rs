@@ -391,3 +391,25 @@ async fn a_missing_bundler_is_toolchain_missing() {
     assert_eq!(error_code(&result), "toolchain_missing", "{:#?}", result.error);
     assert!(result.error.as_ref().unwrap().hint.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_cannot_reach_outside_the_app_or_its_snapshot() {
+    let world = World::new();
+    let app = world.app("split-app");
+    std::fs::write(world.dir.path().join("apps/secret.json"), "{\"password\": \"hunter2\"}").unwrap();
+    std::fs::write(app.join("src/main.js"), "import secret from \"../../secret.json\";\nconsole.log(secret);\n")
+        .unwrap();
+    let result = world.engine().build(BuildRequest::directory(&app)).await;
+    assert_eq!(error_code(&result), "validation_failed");
+    let message = &result.error.as_ref().unwrap().message;
+    assert!(message.contains("outside the app") && message.contains("secret.json"), "{message}");
+
+    // A file left out of the snapshot (.gitignore) cannot be bundled either.
+    std::fs::write(app.join(".gitignore"), "src/local.js\n").unwrap();
+    std::fs::write(app.join("src/local.js"), "export const local = 1;\n").unwrap();
+    std::fs::write(app.join("src/main.js"), "import { local } from \"./local.js\";\nconsole.log(local);\n").unwrap();
+    let result = world.engine().build(BuildRequest::directory(&app)).await;
+    assert_eq!(error_code(&result), "validation_failed");
+    let message = &result.error.as_ref().unwrap().message;
+    assert!(message.contains("src/local.js is not part of the app's sources"), "{message}");
+}

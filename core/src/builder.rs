@@ -109,7 +109,7 @@ impl BuilderRegistry {
     pub fn with_defaults() -> BuilderRegistry {
         let mut registry = BuilderRegistry::default();
         registry.register(Arc::new(crate::builders::StaticSiteBuilder));
-        registry.register(Arc::new(crate::builders::JavascriptBuilder::default()));
+        registry.register(Arc::new(crate::builders::JavascriptBuilder));
         registry
     }
 

@@ -32,6 +32,7 @@ pub mod statcache;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
+pub mod toolchain;
 
 pub use builder::{BuildOutput, BuilderRegistry, HostRequirement, PlatformBuilder};
 pub use cache::{CacheBackend, CacheKey, KeyComponents};

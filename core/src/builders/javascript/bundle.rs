@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rolldown::plugin::{HookLoadArgs, HookLoadOutput, HookLoadReturn, HookUsage, Plugin, SharedLoadPluginContext};
+use rolldown::plugin::{
+    HookLoadArgs, HookLoadOutput, HookLoadReturn, HookUsage, Plugin, PluginHookMeta, PluginOrder,
+    SharedLoadPluginContext,
+};
 use rolldown::{
     BundlerOptions, BundlerTransformOptions, ChunkFilenamesOutputOption, CodeSplittingMode, Either, InputItem,
     ModuleType, OutputFormat, Platform, RawMinifyOptions, SourceMapType, TreeshakeOptions,
@@ -16,6 +19,7 @@ use rolldown_common::side_effects::HookSideEffects;
 
 use crate::config::ModuleFormat;
 use crate::error::{BuildError, Error, Result};
+use crate::source::SourceTree;
 
 /// File extensions imported as assets: emitted under a hashed name, imported as its URL.
 const ASSET_EXTENSIONS: &[&str] = &[
@@ -56,11 +60,70 @@ impl Plugin for CssImports {
     }
 }
 
+/// Keeps the bundler inside the app: a module outside `root` is an error, and when the app
+/// is bundled in place, only files of its checked snapshot may be read, unchanged.
+#[derive(Debug)]
+struct SourceGuard {
+    root: PathBuf,
+    snapshot: Option<Arc<SourceTree>>,
+    /// Why loads were refused (rolldown reports a plugin's error without its text).
+    refused: Mutex<Vec<String>>,
+}
+
+impl SourceGuard {
+    fn check(&self, id: &str) -> std::result::Result<(), String> {
+        let path = id.split(['?', '#']).next().unwrap_or(id);
+        if id.starts_with('\0') || !Path::new(path).is_absolute() {
+            return Ok(()); // the bundler's own virtual modules
+        }
+        let path = super::css::normalize(Path::new(path));
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return Err(format!("{} is outside the app: a build reads only the app's own files", path.display()));
+        };
+        let Some(tree) = &self.snapshot else { return Ok(()) };
+        let rel = rel.to_str().unwrap_or_default();
+        let file = tree.get(rel).ok_or_else(|| {
+            format!("{rel} is not part of the app's sources (ignored, excluded, or created after the build started)")
+        })?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("{rel}: {e}"))?;
+        if crate::digest::Digest::of(&bytes) != file.digest {
+            return Err(format!("{rel} changed while the app was being built"));
+        }
+        Ok(())
+    }
+}
+
+impl Plugin for SourceGuard {
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("workz:source-guard")
+    }
+
+    fn register_hook_usage(&self) -> HookUsage {
+        HookUsage::Load
+    }
+
+    fn load_meta(&self) -> Option<PluginHookMeta> {
+        Some(PluginHookMeta { order: Some(PluginOrder::Pre) })
+    }
+
+    async fn load(&self, _ctx: SharedLoadPluginContext, args: &HookLoadArgs<'_>) -> HookLoadReturn {
+        if let Err(message) = self.check(args.id) {
+            if let Ok(mut refused) = self.refused.lock() {
+                refused.push(message.clone());
+            }
+            return Err(anyhow::anyhow!(message));
+        }
+        Ok(None)
+    }
+}
+
 /// What to bundle.
 #[derive(Debug, Clone)]
 pub struct BundleSpec {
-    /// The build directory (with node_modules).
+    /// Where the app's files are: the build directory, or the source directory itself when
+    /// the app is bundled in place (then `snapshot` is set and every read is checked against it).
     pub root: PathBuf,
+    pub snapshot: Option<Arc<SourceTree>>,
     /// Entry modules, relative to `root`.
     pub entries: Vec<String>,
     pub format: ModuleFormat,
@@ -124,9 +187,22 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
         ..Default::default()
     };
     let css = Arc::new(CssImports::default());
-    let mut bundler =
-        rolldown::Bundler::with_plugins(options, vec![css.clone()]).map_err(|e| diagnostics(&spec.root, e))?;
-    let output = bundler.generate().await.map_err(|e| diagnostics(&spec.root, e))?;
+    let guard = Arc::new(SourceGuard {
+        root: spec.root.clone(),
+        snapshot: spec.snapshot.clone(),
+        refused: Mutex::new(Vec::new()),
+    });
+    let refused = |guard: &SourceGuard| -> Option<Error> {
+        let reasons = guard.refused.lock().ok()?;
+        (!reasons.is_empty()).then(|| BuildError::Validation(format!("import refused: {}", reasons.join("; "))).into())
+    };
+    let mut bundler = rolldown::Bundler::with_plugins(options, vec![guard.clone(), css.clone()])
+        .map_err(|e| diagnostics(&spec.root, e))?;
+    let generated = bundler.generate().await;
+    if let Some(e) = refused(&guard) {
+        return Err(e);
+    }
+    let output = generated.map_err(|e| diagnostics(&spec.root, e))?;
     let _ = bundler.close().await;
 
     if let Some(warning) = output.warnings.iter().find(|w| w.kind().to_string() == "UNRESOLVED_IMPORT") {

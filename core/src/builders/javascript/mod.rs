@@ -21,7 +21,6 @@ use crate::builder::{BuildOutput, PlatformBuilder};
 use crate::config::{AppConfig, AppType, Bundler, EngineConfig, ModuleFormat, RuleLevel};
 use crate::error::{BuildError, ConfigError, Error, Result};
 use crate::pipeline::BuildContext;
-use crate::process::CommandSpec;
 use crate::source::SourceTree;
 
 /// Versions of the in-process toolchain (they go into the cache key).
@@ -44,9 +43,7 @@ const DEFAULT_ENTRIES: &[&str] = &[
 
 /// Builds `appType: "javascript"` apps.
 #[derive(Debug, Default)]
-pub struct JavascriptBuilder {
-    node: tokio::sync::OnceCell<BTreeMap<String, String>>,
-}
+pub struct JavascriptBuilder;
 
 /// The app's entry modules and its page.
 #[derive(Debug, Clone)]
@@ -151,27 +148,23 @@ fn js_target(config: &EngineConfig, app: &AppConfig) -> Result<Targets> {
 }
 
 impl JavascriptBuilder {
-    /// node and npm versions, asked once per engine.
+    /// node and npm versions (remembered per installed binary).
     async fn node_versions(&self, ctx: &BuildContext) -> BTreeMap<String, String> {
-        self.node
-            .get_or_init(|| async {
-                let mut versions = BTreeMap::new();
-                let runner = ctx.runner(&ctx.services.work_root);
-                for tool in ["node", "npm"] {
-                    let Ok(mut spec) = CommandSpec::from_command_line(tool, &ctx.services.work_root) else { continue };
-                    spec.args = vec!["--version".into()];
-                    spec.timeout = Some(std::time::Duration::from_secs(30));
-                    if let Ok(out) = runner.run_capturing(&spec).await {
-                        versions.insert(tool.to_string(), out.stdout.trim().trim_start_matches('v').to_string());
-                    }
-                }
-                versions
-            })
-            .await
-            .clone()
+        crate::toolchain::versions(
+            &ctx.services.state_dir,
+            &ctx.services.work_root,
+            &[("node", &["--version"]), ("npm", &["--version"])],
+        )
+        .await
     }
 
-    async fn bundle_in_process(&self, ctx: &mut BuildContext, dir: &Path, entries: &Entries) -> Result<()> {
+    async fn bundle_in_process(
+        &self,
+        ctx: &mut BuildContext,
+        dir: &Path,
+        entries: &Entries,
+        snapshot: Option<std::sync::Arc<SourceTree>>,
+    ) -> Result<()> {
         let app = ctx.app()?.clone();
         let out = ctx.output_dir()?.to_path_buf();
         let (target, browsers) = js_target(&ctx.config, &app)?;
@@ -180,6 +173,7 @@ impl JavascriptBuilder {
         let format = app.build_config.javascript.module_format;
         let spec = bundle::BundleSpec {
             root: dir.to_path_buf(),
+            snapshot,
             entries: entries.modules.clone(),
             format,
             target,
@@ -243,22 +237,33 @@ pub async fn write_page(
         None => html::minimal_page(&app.name, &injected),
     };
     std::fs::write(out.join("index.html"), page).map_err(|e| BuildError::Failed(format!("writing index.html: {e}")))?;
-    copy_public(dir, &out)
+    // public/ comes from the checked snapshot, or from the build directory when hooks ran there.
+    let tree = match ctx.materialized_build_dir() {
+        Some(build_dir) => std::sync::Arc::new(SourceTree::from_dir(
+            build_dir,
+            &ctx.config.limits,
+            &crate::config::SourceConfig { exclude: vec![], respect_gitignore: false },
+        )?),
+        None => ctx.source()?.clone(),
+    };
+    copy_public(&tree, &out)
 }
 
-/// Files under `public/` are published as they are, at the root (as Vite does).
-fn copy_public(dir: &Path, out: &Path) -> Result<()> {
-    let public = dir.join("public");
-    if !public.is_dir() {
-        return Ok(());
+/// Files under `public/` are published as they are, at the root (as Vite does); a built
+/// file of the same name wins.
+fn copy_public(tree: &SourceTree, out: &Path) -> Result<()> {
+    for file in tree.files() {
+        let Some(rel) = file.path.strip_prefix("public/") else { continue };
+        let dest = out.join(rel);
+        if dest.exists() {
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| BuildError::Failed(format!("copying public/: {e}")))?;
+        }
+        file.copy_to(&dest).map_err(|e| BuildError::Failed(format!("copying public/{rel}: {e}")))?;
     }
-    let tree = SourceTree::from_dir(
-        &public,
-        &Default::default(),
-        &crate::config::SourceConfig { exclude: vec![], respect_gitignore: false },
-    )?;
-    tree.materialize(out, &|f| !out.join(&f.path).exists(), &|| false)
-        .map_err(|e| BuildError::Failed(format!("copying public/: {e}")).into())
+    Ok(())
 }
 
 #[async_trait]
@@ -344,12 +349,28 @@ impl PlatformBuilder for JavascriptBuilder {
     }
 
     async fn build(&self, ctx: &mut BuildContext) -> Result<BuildOutput> {
-        let dir = ctx.build_dir().await?;
         let tree = ctx.source()?.clone();
         let app = ctx.app()?.clone();
         let project = npm::NpmProject::read(&tree)?;
         let injected = !ctx.config.platforms.javascript.inject_dependencies.is_empty();
-        if project.has_dependencies() || injected {
+        let needs_install = project.has_dependencies() || injected;
+        // Nothing to install and no hook wrote files: bundle straight from the source
+        // directory (every read checked against the snapshot) instead of copying it first.
+        let in_place = match tree.root() {
+            Some(root)
+                if !needs_install
+                    && ctx.materialized_build_dir().is_none()
+                    && app.build_config.javascript.bundler == Bundler::Rolldown =>
+            {
+                Some(root.to_path_buf())
+            }
+            _ => None,
+        };
+        let dir = match &in_place {
+            Some(root) => root.clone(),
+            None => ctx.build_dir().await?,
+        };
+        if needs_install {
             let toolchain = self.node_versions(ctx).await;
             if !toolchain.contains_key("npm") {
                 return Err(crate::error::ProcessError::ToolchainMissing { program: "npm".into() }.into());
@@ -359,7 +380,8 @@ impl PlatformBuilder for JavascriptBuilder {
         match app.build_config.javascript.bundler {
             Bundler::Rolldown => {
                 let entries = find_entries(&tree, &app)?;
-                self.bundle_in_process(ctx, &dir, &entries).await?;
+                let snapshot = in_place.is_some().then(|| tree.clone());
+                self.bundle_in_process(ctx, &dir, &entries, snapshot).await?;
             }
             external => external::build(ctx, &dir, external).await?,
         }
