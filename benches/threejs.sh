@@ -13,11 +13,6 @@ if [ ! -f "$APP/entry.js" ]; then
     for i in $(seq 0 9); do echo "import * as copy$i from './copy$i/Three.js';"; done
     echo "export default [$(seq -s, -f 'copy%g' 0 9)];"
   } > "$APP/entry.js"
-  cat > "$APP/workz.json" <<'JSON'
-{ "name": "three10", "appType": "javascript",
-  "buildConfig": { "javascript": { "entry": "entry.js", "target": "esnext", "generateSW": false },
-                   "optimization": { "minify": true, "sourceMaps": true } } }
-JSON
   cat > "$APP/webpack.config.cjs" <<'JS'
 const path = require("path");
 module.exports = {
@@ -31,6 +26,13 @@ module.exports = {
 };
 JS
 fi
+# three.js compiles node shaders with `new Function`: the app switches that rule off, as a user would.
+cat > "$APP/workz.json" <<'JSON'
+{ "name": "three10", "appType": "javascript",
+  "buildConfig": { "javascript": { "entry": "entry.js", "target": "esnext", "generateSW": false,
+                                   "securityRules": { "no-new-function": "off" } },
+                   "optimization": { "minify": true, "sourceMaps": true } } }
+JSON
 # Same work for every tool: bundle, minify, source maps; no precompression for the engine.
 cat > "$WORK/three10-engine.json" <<'JSON'
 { "optimization": { "compression": "none", "minification": true, "sourceMaps": true } }

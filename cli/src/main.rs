@@ -75,6 +75,10 @@ enum CacheAction {
     Invalidate { pattern: String },
 }
 
+/// rolldown and oxc allocate heavily from many threads; mimalloc measured faster than glibc's malloc there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit codes: 0 success, 1 failed build, 2 bad usage or configuration.
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;

@@ -295,17 +295,6 @@ impl PlatformBuilder for JavascriptBuilder {
     async fn validate(&self, ctx: &mut BuildContext) -> Result<()> {
         let tree = ctx.source()?.clone();
         let app = ctx.app()?.clone();
-        let syntax = {
-            let tree = tree.clone();
-            tokio::task::spawn_blocking(move || validate::check_syntax(&tree))
-                .await
-                .map_err(|e| Error::internal(e.to_string()))?
-        };
-        if !syntax.is_empty() {
-            let shown: Vec<String> = syntax.iter().take(20).map(|e| e.to_string()).collect();
-            let more = if syntax.len() > 20 { format!("\n… and {} more", syntax.len() - 20) } else { String::new() };
-            return Err(BuildError::Validation(format!("syntax errors:\n{}{more}", shown.join("\n"))).into());
-        }
         let rules = app.build_config.javascript.security_rules.clone();
         for name in rules.keys() {
             if !validate::RULES.iter().any(|r| r.name == name) {
@@ -315,12 +304,26 @@ impl PlatformBuilder for JavascriptBuilder {
                 );
             }
         }
-        let findings = {
+        // Files that passed the same rules with the same content before are not parsed again.
+        let state_dir = ctx.services.state_dir.clone();
+        let report = {
             let tree = tree.clone();
-            tokio::task::spawn_blocking(move || validate::security_scan(&tree, &rules))
-                .await
-                .map_err(|e| Error::internal(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                let clean = validate::CleanSet::load(&state_dir);
+                let report = validate::validate(&tree, &rules, &clean.known);
+                clean.add(&report.clean);
+                report
+            })
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?
         };
+        let syntax = report.syntax;
+        if !syntax.is_empty() {
+            let shown: Vec<String> = syntax.iter().take(20).map(|e| e.to_string()).collect();
+            let more = if syntax.len() > 20 { format!("\n… and {} more", syntax.len() - 20) } else { String::new() };
+            return Err(BuildError::Validation(format!("syntax errors:\n{}{more}", shown.join("\n"))).into());
+        }
+        let findings = report.findings;
         let (errors, warnings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.level == RuleLevel::Error);
         for w in warnings {
             ctx.warn("security_warning", format!("{}: [{}] {}", w.location, w.rule, w.message));

@@ -1,7 +1,7 @@
 //! Validation of a JavaScript app before any dependency work: every script parsed
 //! with oxc (the parser rolldown uses), and a security scan with named rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use oxc::allocator::Allocator;
 use oxc::ast::ast::{Argument, CallExpression, Expression, NewExpression};
@@ -12,7 +12,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RuleLevel;
-use crate::source::{SourceFile, SourceTree};
+use crate::digest::Digest;
+use crate::source::SourceTree;
 
 /// Extensions of the files that are parsed as scripts.
 pub const SCRIPT_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx"];
@@ -85,27 +86,7 @@ fn source_type(path: &str) -> SourceType {
 
 /// Parse every script; return every file's first syntax errors (in path order).
 pub fn check_syntax(tree: &SourceTree) -> Vec<SyntaxError> {
-    let scripts: Vec<&SourceFile> = tree.files().iter().filter(|f| is_script(&f.path)).collect();
-    let mut errors: Vec<SyntaxError> = scripts
-        .par_iter()
-        .flat_map_iter(|file| {
-            let Ok(bytes) = file.read() else { return Vec::new() };
-            let text = String::from_utf8_lossy(&bytes);
-            let allocator = Allocator::default();
-            let ret = Parser::new(&allocator, &text, source_type(&file.path)).parse();
-            ret.diagnostics
-                .errors()
-                .take(3)
-                .map(|d| {
-                    let offset = d.labels.first().map_or(0, |l| l.offset() as usize);
-                    let (location, frame) = locate(&file.path, &text, offset);
-                    SyntaxError { location, message: d.message.to_string(), frame }
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    errors.sort_by(|a, b| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)));
-    errors
+    validate(tree, &BTreeMap::new(), &HashSet::new()).syntax
 }
 
 /// A security rule.
@@ -172,6 +153,38 @@ fn scanned_for_credentials(path: &str) -> bool {
 
 /// Scan the tree with the rules, applying per-app level overrides.
 pub fn security_scan(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>) -> Vec<Finding> {
+    validate(tree, overrides, &HashSet::new()).findings
+}
+
+/// What [`validate`] found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub syntax: Vec<SyntaxError>,
+    pub findings: Vec<Finding>,
+    /// Validation keys of the files checked now and found clean (to remember).
+    pub clean: Vec<Digest>,
+}
+
+/// Bump when parsing or a rule changes what passes.
+const VALIDATION_SCHEMA: &[u8] = b"workz-build js validation v1";
+
+/// What identifies "this file passed these rules": its digest and the rule levels.
+pub fn validation_key(file: &Digest, overrides: &BTreeMap<String, RuleLevel>) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(VALIDATION_SCHEMA);
+    h.update(crate::VERSION.as_bytes());
+    for (rule, level) in overrides {
+        h.update(rule.as_bytes());
+        h.update(&[*level as u8, 0]);
+    }
+    h.update(file.as_bytes());
+    Digest::from(h.finalize())
+}
+
+/// Parse every script once (syntax errors) and apply the security rules to it and to the
+/// other text files, in parallel. Files whose validation key is in `known_clean` passed
+/// before with the same content and rules, and are skipped.
+pub fn validate(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>, known_clean: &HashSet<Digest>) -> Report {
     let level = |name: &str| {
         overrides
             .get(name)
@@ -187,17 +200,28 @@ pub fn security_scan(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>)
     let eval_level = level("no-eval");
     let function_level = level("no-new-function");
 
-    let mut findings: Vec<Finding> = tree
+    let per_file: Vec<(Vec<SyntaxError>, Vec<Finding>, Option<Digest>)> = tree
         .files()
         .par_iter()
-        .flat_map_iter(|file| {
-            let mut out = Vec::new();
-            let Ok(bytes) = file.read() else { return out };
+        .filter(|f| {
+            is_script(&f.path)
+                || scanned_for_credentials(&f.path)
+                || f.path.ends_with(".html")
+                || f.path.ends_with(".htm")
+        })
+        .map(|file| {
+            let key = validation_key(&file.digest, overrides);
+            if known_clean.contains(&key) {
+                return (Vec::new(), Vec::new(), None);
+            }
+            let mut syntax = Vec::new();
+            let mut findings = Vec::new();
+            let Ok(bytes) = file.read() else { return (syntax, findings, None) };
             let text = String::from_utf8_lossy(&bytes);
             let mut push = |rule: &str, level: RuleLevel, offset: usize, message: String| {
                 if level != RuleLevel::Off {
                     let (location, frame) = locate(&file.path, &text, offset);
-                    out.push(Finding { rule: rule.to_string(), level, location, message, frame });
+                    findings.push(Finding { rule: rule.to_string(), level, location, message, frame });
                 }
             };
             if scanned_for_credentials(&file.path) {
@@ -226,29 +250,82 @@ pub fn security_scan(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>)
                     }
                 }
             }
-            if is_script(&file.path)
-                && (eval_level != RuleLevel::Off
-                    || function_level != RuleLevel::Off
-                    || insecure_level != RuleLevel::Off)
-            {
+            if is_script(&file.path) {
                 let allocator = Allocator::default();
                 let ret = Parser::new(&allocator, &text, source_type(&file.path)).parse();
-                let mut visitor = ScriptScan { hits: Vec::new() };
-                visitor.visit_program(&ret.program);
-                for (rule, offset, message) in visitor.hits {
-                    let level = match rule {
-                        "no-eval" => eval_level,
-                        "no-new-function" => function_level,
-                        _ => insecure_level,
-                    };
-                    push(rule, level, offset, message);
+                for d in ret.diagnostics.errors().take(3) {
+                    let offset = d.labels.first().map_or(0, |l| l.offset() as usize);
+                    let (location, frame) = locate(&file.path, &text, offset);
+                    syntax.push(SyntaxError { location, message: d.message.to_string(), frame });
+                }
+                if syntax.is_empty() {
+                    let mut visitor = ScriptScan { hits: Vec::new() };
+                    visitor.visit_program(&ret.program);
+                    for (rule, offset, message) in visitor.hits {
+                        let level = match rule {
+                            "no-eval" => eval_level,
+                            "no-new-function" => function_level,
+                            _ => insecure_level,
+                        };
+                        push(rule, level, offset, message);
+                    }
                 }
             }
-            out
+            let clean = (syntax.is_empty() && findings.is_empty()).then_some(key);
+            (syntax, findings, clean)
         })
         .collect();
-    findings.sort_by(|a, b| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)));
-    findings
+    let mut report = Report::default();
+    for (syntax, findings, clean) in per_file {
+        report.syntax.extend(syntax);
+        report.findings.extend(findings);
+        report.clean.extend(clean);
+    }
+    let order = |l: &Location| (l.file.clone(), l.line);
+    report.syntax.sort_by_key(|e| order(&e.location));
+    report.findings.sort_by_key(|f| order(&f.location));
+    report
+}
+
+/// Validation keys of files that passed, remembered under the engine's state directory.
+pub struct CleanSet {
+    file: std::path::PathBuf,
+    pub known: HashSet<Digest>,
+}
+
+/// Past this many remembered keys the set starts afresh (it only saves work).
+const CLEAN_SET_LIMIT: usize = 500_000;
+
+impl CleanSet {
+    pub fn load(state_dir: &std::path::Path) -> CleanSet {
+        let file = state_dir.join("js-validated.idx");
+        let known = std::fs::read_to_string(&file)
+            .map(|t| t.lines().filter_map(|l| l.parse().ok()).collect())
+            .unwrap_or_default();
+        CleanSet { file, known }
+    }
+
+    /// Remember more clean keys (best effort, written atomically).
+    pub fn add(mut self, keys: &[Digest]) {
+        if keys.is_empty() {
+            return;
+        }
+        if self.known.len() + keys.len() > CLEAN_SET_LIMIT {
+            self.known.clear();
+        }
+        self.known.extend(keys.iter().copied());
+        let mut text = String::with_capacity(self.known.len() * 65);
+        for key in &self.known {
+            text.push_str(&key.to_hex());
+            text.push('\n');
+        }
+        let Some(dir) = self.file.parent() else { return };
+        let _ = std::fs::create_dir_all(dir).and_then(|_| {
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+            tmp.persist(&self.file).map(|_| ()).map_err(|e| e.error)
+        });
+    }
 }
 
 struct ScriptScan {
@@ -368,6 +445,19 @@ mod tests {
             ("main.js", "const el = <p/>;"),
         ]);
         assert!(check_syntax(&jsx).is_empty());
+    }
+
+    #[test]
+    fn files_that_passed_before_are_not_parsed_again() {
+        let t = tree(&[("ok.js", "export const a = 1;\n"), ("bad.js", "const = ;\n")]);
+        let first = validate(&t, &BTreeMap::new(), &HashSet::new());
+        assert_eq!(first.syntax.len(), 1);
+        assert_eq!(first.clean.len(), 1, "only the clean file is remembered");
+        // A key marks content + rules as passed: the same content is skipped, a rule change is not.
+        let known: HashSet<Digest> = first.clean.iter().copied().collect();
+        assert!(validate(&t, &BTreeMap::new(), &known).clean.is_empty());
+        let other_rules: BTreeMap<String, RuleLevel> = [("no-eval".to_string(), RuleLevel::Off)].into();
+        assert_eq!(validate(&t, &other_rules, &known).clean.len(), 1);
     }
 
     #[test]
