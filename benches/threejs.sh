@@ -13,19 +13,20 @@ if [ ! -f "$APP/entry.js" ]; then
     for i in $(seq 0 9); do echo "import * as copy$i from './copy$i/Three.js';"; done
     echo "export default [$(seq -s, -f 'copy%g' 0 9)];"
   } > "$APP/entry.js"
-  cat > "$APP/webpack.config.cjs" <<'JS'
+fi
+cat > "$APP/webpack.config.cjs" <<'JS'
 const path = require("path");
+const tools = [process.env.JS_TOOLS];
 module.exports = {
   mode: "production",
   entry: "./entry.js",
   output: { path: path.resolve(__dirname, "out-webpack"), filename: "[name].[contenthash].js" },
   devtool: "source-map",
-  module: { rules: [{ test: /\.js$/, use: { loader: "babel-loader", options: { presets: [["@babel/preset-env", { targets: "defaults" }]] } } }] },
-  resolveLoader: { modules: [process.env.JS_TOOLS + "/node_modules"] },
+  module: { rules: [{ test: /\.js$/, use: { loader: require.resolve("babel-loader", { paths: tools }),
+    options: { presets: [[require.resolve("@babel/preset-env", { paths: tools }), { targets: "defaults" }]] } } }] },
   performance: { hints: false },
 };
 JS
-fi
 # three.js compiles node shaders with `new Function`: the app switches that rule off, as a user would.
 cat > "$APP/workz.json" <<'JSON'
 { "name": "three10", "appType": "javascript",
@@ -52,7 +53,7 @@ rss_w=$(peak_rss_mb "$WORKZ" build "$APP" --config "$WORK/three10-engine.json" -
 rss_e=$(peak_rss_mb esbuild "$APP/entry.js" --bundle --minify --sourcemap --outdir="$WORK/three10-esbuild" --log-level=error)
 rss_p=$(cd "$APP" && peak_rss_mb webpack --config webpack.config.cjs --no-stats)
 w=$(median_ms "$WORK/three10.json" 0); e=$(median_ms "$WORK/three10.json" 1); p=$(median_ms "$WORK/three10-webpack.json" 0)
-size_w=$(find "$WORK/three10-out" -name '*.js' -path '*assets*' -printf '%s\n' | sort -n | tail -1)
+size_w=$(find "$WORK/three10-out" -name 'entry-*.js' -printf '%s\n' | sort -n | tail -1)
 size_e=$(stat -c %s "$WORK/three10-esbuild/entry.js")
 python3 - "$w" "$e" "$p" "$rss_w" "$rss_e" "$rss_p" "$size_w" "$size_e" "$runs" <<'PY'
 import sys

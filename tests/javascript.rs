@@ -413,3 +413,16 @@ async fn imports_cannot_reach_outside_the_app_or_its_snapshot() {
     let message = &result.error.as_ref().unwrap().message;
     assert!(message.contains("src/local.js is not part of the app's sources"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syntax_error_found_while_bundling_is_a_validation_failure() {
+    // No dependencies: the bundler's own parse reports the error.
+    let world = World::new();
+    let app = world.app("split-app");
+    std::fs::write(app.join("src/greet.js"), "export const greet = (name) => `hello ${name}`;\nexport const x = ;\n")
+        .unwrap();
+    let result = world.engine().build(BuildRequest::directory(&app)).await;
+    assert_eq!(error_code(&result), "validation_failed", "{:#?}", result.error);
+    let message = &result.error.as_ref().unwrap().message;
+    assert!(message.contains("src/greet.js:2:"), "{message}");
+}

@@ -347,7 +347,13 @@ fn diagnostics(root: &Path, batch: rolldown_error::BatchedBuildDiagnostic) -> Er
     if let Some(d) = batch.iter().find(|d| d.kind().to_string() == "UNRESOLVED_IMPORT") {
         return unresolved(root, d);
     }
-    let messages: Vec<String> = batch.iter().map(|d| d.to_diagnostic().convert_to_string(false)).collect();
+    let options = rolldown_error::DiagnosticOptions { cwd: root.to_path_buf() };
+    let render = |d: &rolldown_error::BuildDiagnostic| d.to_diagnostic_with(&options).convert_to_string(false);
+    let syntax: Vec<String> = batch.iter().filter(|d| d.kind().to_string() == "PARSE_ERROR").map(render).collect();
+    if !syntax.is_empty() {
+        return BuildError::Validation(format!("syntax errors:\n{}", syntax.join("\n"))).into();
+    }
+    let messages: Vec<String> = batch.iter().map(render).collect();
     BuildError::Failed(format!("bundling failed:\n{}", messages.join("\n"))).into()
 }
 

@@ -304,13 +304,20 @@ impl PlatformBuilder for JavascriptBuilder {
                 );
             }
         }
+        // Syntax must be checked here when work comes before bundling (npm, hooks, another
+        // bundler); otherwise rolldown parses every file next and reports syntax errors itself.
+        let project = npm::NpmProject::read(&tree)?;
+        let parse_all = project.has_dependencies()
+            || !ctx.config.platforms.javascript.inject_dependencies.is_empty()
+            || !app.hooks.pre_build.is_empty()
+            || app.build_config.javascript.bundler != Bundler::Rolldown;
         // Files that passed the same rules with the same content before are not parsed again.
         let state_dir = ctx.services.state_dir.clone();
         let report = {
             let tree = tree.clone();
             tokio::task::spawn_blocking(move || {
                 let clean = validate::CleanSet::load(&state_dir);
-                let report = validate::validate(&tree, &rules, &clean.known);
+                let report = validate::validate(&tree, &rules, &clean.known, parse_all);
                 clean.add(&report.clean);
                 report
             })

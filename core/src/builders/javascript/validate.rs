@@ -86,7 +86,7 @@ fn source_type(path: &str) -> SourceType {
 
 /// Parse every script; return every file's first syntax errors (in path order).
 pub fn check_syntax(tree: &SourceTree) -> Vec<SyntaxError> {
-    validate(tree, &BTreeMap::new(), &HashSet::new()).syntax
+    validate(tree, &BTreeMap::new(), &HashSet::new(), true).syntax
 }
 
 /// A security rule.
@@ -153,7 +153,7 @@ fn scanned_for_credentials(path: &str) -> bool {
 
 /// Scan the tree with the rules, applying per-app level overrides.
 pub fn security_scan(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>) -> Vec<Finding> {
-    validate(tree, overrides, &HashSet::new()).findings
+    validate(tree, overrides, &HashSet::new(), true).findings
 }
 
 /// What [`validate`] found.
@@ -184,7 +184,15 @@ pub fn validation_key(file: &Digest, overrides: &BTreeMap<String, RuleLevel>) ->
 /// Parse every script once (syntax errors) and apply the security rules to it and to the
 /// other text files, in parallel. Files whose validation key is in `known_clean` passed
 /// before with the same content and rules, and are skipped.
-pub fn validate(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>, known_clean: &HashSet<Digest>) -> Report {
+///
+/// With `parse_all` false, only scripts whose text could trip a script rule are parsed: the
+/// bundler that runs next parses everything anyway and reports syntax errors itself.
+pub fn validate(
+    tree: &SourceTree,
+    overrides: &BTreeMap<String, RuleLevel>,
+    known_clean: &HashSet<Digest>,
+    parse_all: bool,
+) -> Report {
     let level = |name: &str| {
         overrides
             .get(name)
@@ -199,6 +207,7 @@ pub fn validate(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>, know
     let insecure_level = level("insecure-script-load");
     let eval_level = level("no-eval");
     let function_level = level("no-new-function");
+    let may_trip_script_rule = regex::Regex::new(r"\beval\b|\bFunction\b|http://").expect("a valid pattern");
 
     let per_file: Vec<(Vec<SyntaxError>, Vec<Finding>, Option<Digest>)> = tree
         .files()
@@ -250,7 +259,8 @@ pub fn validate(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>, know
                     }
                 }
             }
-            if is_script(&file.path) {
+            let parse = is_script(&file.path) && (parse_all || may_trip_script_rule.is_match(&text));
+            if parse {
                 let allocator = Allocator::default();
                 let ret = Parser::new(&allocator, &text, source_type(&file.path)).parse();
                 for d in ret.diagnostics.errors().take(3) {
@@ -271,7 +281,9 @@ pub fn validate(tree: &SourceTree, overrides: &BTreeMap<String, RuleLevel>, know
                     }
                 }
             }
-            let clean = (syntax.is_empty() && findings.is_empty()).then_some(key);
+            // A script that was not parsed has not been shown to be clean.
+            let checked = parse || !is_script(&file.path);
+            let clean = (checked && syntax.is_empty() && findings.is_empty()).then_some(key);
             (syntax, findings, clean)
         })
         .collect();
@@ -450,14 +462,14 @@ mod tests {
     #[test]
     fn files_that_passed_before_are_not_parsed_again() {
         let t = tree(&[("ok.js", "export const a = 1;\n"), ("bad.js", "const = ;\n")]);
-        let first = validate(&t, &BTreeMap::new(), &HashSet::new());
+        let first = validate(&t, &BTreeMap::new(), &HashSet::new(), true);
         assert_eq!(first.syntax.len(), 1);
         assert_eq!(first.clean.len(), 1, "only the clean file is remembered");
         // A key marks content + rules as passed: the same content is skipped, a rule change is not.
         let known: HashSet<Digest> = first.clean.iter().copied().collect();
-        assert!(validate(&t, &BTreeMap::new(), &known).clean.is_empty());
+        assert!(validate(&t, &BTreeMap::new(), &known, true).clean.is_empty());
         let other_rules: BTreeMap<String, RuleLevel> = [("no-eval".to_string(), RuleLevel::Off)].into();
-        assert_eq!(validate(&t, &other_rules, &known).clean.len(), 1);
+        assert_eq!(validate(&t, &other_rules, &known, true).clean.len(), 1);
     }
 
     #[test]
