@@ -39,6 +39,7 @@ cat > "$WORK/three10-engine.json" <<'JSON'
 { "optimization": { "compression": "none", "minification": true, "sourceMaps": true } }
 JSON
 export JS_TOOLS
+[ "${1:-}" = "--setup-only" ] && exit 0
 runs="${RUNS:-5}"
 hyperfine --warmup 1 --runs "$runs" --export-json "$WORK/three10.json" \
   -n workz-build --prepare "rm -rf $WORK/three10-cache $WORK/three10-out" \

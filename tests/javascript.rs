@@ -426,3 +426,15 @@ async fn a_syntax_error_found_while_bundling_is_a_validation_failure() {
     let message = &result.error.as_ref().unwrap().message;
     assert!(message.contains("src/greet.js:2:"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_own_build_script_builds_it() {
+    let world = World::new();
+    let app = world.app("script-app");
+    let (result, events) = build_with_events(&world.engine(), BuildRequest::directory(&app)).await;
+    assert_ok(&result);
+    assert!(commands(&events).iter().any(|c| c == "npm run build"), "{:?}", commands(&events));
+    let out = release(&result);
+    assert_eq!(run_node(&out.join("app.js"), false), "42");
+    assert!(out.join("sw.js").is_file(), "optimize still runs on the script's output");
+}

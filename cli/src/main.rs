@@ -84,6 +84,12 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // Transparent huge pages make every fresh 2 MiB region cost a full zeroing on first touch;
+    // a short-lived build process with sparse heaps spent a third of its time there.
+    // SAFETY: prctl with these arguments only changes this process's memory policy.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     if std::env::var_os("WORKZ_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("WORKZ_LOG"))

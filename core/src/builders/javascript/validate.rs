@@ -168,11 +168,13 @@ pub struct Report {
 /// Bump when parsing or a rule changes what passes.
 const VALIDATION_SCHEMA: &[u8] = b"workz-build js validation v1";
 
-/// What identifies "this file passed these rules": its digest and the rule levels.
-pub fn validation_key(file: &Digest, overrides: &BTreeMap<String, RuleLevel>) -> Digest {
+/// What identifies "this file passed these rules": its digest and the rule levels, and
+/// whether it was parsed (`parsed: false` marks a script checked by its text only).
+pub fn validation_key(file: &Digest, overrides: &BTreeMap<String, RuleLevel>, parsed: bool) -> Digest {
     let mut h = blake3::Hasher::new();
     h.update(VALIDATION_SCHEMA);
     h.update(crate::VERSION.as_bytes());
+    h.update(if parsed { b"parsed\0" } else { b"text\0" });
     for (rule, level) in overrides {
         h.update(rule.as_bytes());
         h.update(&[*level as u8, 0]);
@@ -219,8 +221,10 @@ pub fn validate(
                 || f.path.ends_with(".htm")
         })
         .map(|file| {
-            let key = validation_key(&file.digest, overrides);
-            if known_clean.contains(&key) {
+            let full = validation_key(&file.digest, overrides, true);
+            let text_only = validation_key(&file.digest, overrides, false);
+            // A text-only pass is enough when the bundler will parse the file anyway.
+            if known_clean.contains(&full) || (!parse_all && known_clean.contains(&text_only)) {
                 return (Vec::new(), Vec::new(), None);
             }
             let mut syntax = Vec::new();
@@ -281,9 +285,9 @@ pub fn validate(
                     }
                 }
             }
-            // A script that was not parsed has not been shown to be clean.
-            let checked = parse || !is_script(&file.path);
-            let clean = (checked && syntax.is_empty() && findings.is_empty()).then_some(key);
+            // A script that was not parsed passed by its text only: remembered as such.
+            let key = if parse || !is_script(&file.path) { full } else { text_only };
+            let clean = (syntax.is_empty() && findings.is_empty()).then_some(key);
             (syntax, findings, clean)
         })
         .collect();
@@ -465,6 +469,13 @@ mod tests {
         let first = validate(&t, &BTreeMap::new(), &HashSet::new(), true);
         assert_eq!(first.syntax.len(), 1);
         assert_eq!(first.clean.len(), 1, "only the clean file is remembered");
+        // Checked by text only, the broken file passes (the bundler will parse it) but that
+        // pass does not count for a run that must parse.
+        let text_only = validate(&t, &BTreeMap::new(), &HashSet::new(), false);
+        assert_eq!(text_only.clean.len(), 2);
+        let known: HashSet<Digest> = text_only.clean.iter().copied().collect();
+        assert_eq!(validate(&t, &BTreeMap::new(), &known, true).syntax.len(), 1);
+        assert!(validate(&t, &BTreeMap::new(), &known, false).clean.is_empty(), "all skipped");
         // A key marks content + rules as passed: the same content is skipped, a rule change is not.
         let known: HashSet<Digest> = first.clean.iter().copied().collect();
         assert!(validate(&t, &BTreeMap::new(), &known, true).clean.is_empty());
