@@ -62,13 +62,9 @@ impl BuildHistory {
         // One write of a whole line with O_APPEND: concurrent writers do not interleave.
         std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("builds.jsonl"))?.write_all(&line)?;
         if let (Some(components), Some(app), Some(target)) = (components, &record.app, &record.target) {
-            let path = self.last_path(app, target);
-            let parent = path.parent().expect("history paths have a parent");
-            std::fs::create_dir_all(parent)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
             let last = LastBuild { record: record.clone(), components: components.clone() };
-            tmp.write_all(&serde_json::to_vec(&last).map_err(std::io::Error::other)?)?;
-            tmp.persist(&path).map_err(|e| e.error)?;
+            let json = serde_json::to_vec(&last).map_err(std::io::Error::other)?;
+            crate::fsutil::write_atomic(&self.last_path(app, target), &json)?;
         }
         Ok(())
     }

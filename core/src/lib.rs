@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod explain;
+pub mod fsutil;
 pub mod history;
 pub mod output;
 pub mod pipeline;

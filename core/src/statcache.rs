@@ -89,13 +89,8 @@ impl StatCache {
             }
             text.push_str(&format!("{} {} {} {} {rel}\n", digest, stamp.size, stamp.mtime_ns, stamp.inode));
         }
-        let Some(parent) = file.parent() else { return };
         // Best effort: a cache that cannot be written only costs re-reading next time.
-        let _ = std::fs::create_dir_all(parent).and_then(|_| {
-            let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
-            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-            tmp.persist(file).map(|_| ()).map_err(|e| e.error)
-        });
+        let _ = crate::fsutil::write_atomic(file, text.as_bytes());
     }
 }
 

@@ -68,12 +68,8 @@ pub async fn versions(state_dir: &Path, cwd: &Path, tools: &[(&str, &[&str])]) -
         out.insert(tool.to_string(), version);
     }
     if changed && let Ok(json) = serde_json::to_vec(&remembered) {
-        // Best effort, atomically: a lost write only means probing again.
-        let _ = std::fs::create_dir_all(state_dir).and_then(|_| {
-            let mut tmp = tempfile::NamedTempFile::new_in(state_dir)?;
-            std::io::Write::write_all(&mut tmp, &json)?;
-            tmp.persist(&file).map(|_| ()).map_err(|e| e.error)
-        });
+        // Best effort: a lost write only means probing again.
+        let _ = crate::fsutil::write_atomic(&file, &json);
     }
     out
 }

@@ -76,7 +76,7 @@ impl SourceGuard {
         if id.starts_with('\0') || !Path::new(path).is_absolute() {
             return Ok(()); // the bundler's own virtual modules
         }
-        let path = super::css::normalize(Path::new(path));
+        let path = crate::fsutil::normalize(Path::new(path));
         let Ok(rel) = path.strip_prefix(&self.root) else {
             return Err(format!("{} is outside the app: a build reads only the app's own files", path.display()));
         };

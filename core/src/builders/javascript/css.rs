@@ -3,7 +3,7 @@
 //! `url()` assets copied next to the output under content-hashed names.
 
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use lightningcss::bundler::{Bundler, ResolveResult, SourceProvider};
@@ -17,6 +17,7 @@ use lightningcss::visitor::{Visit, VisitTypes, Visitor};
 use crate::config::EsTarget;
 use crate::digest::Digest;
 use crate::error::{BuildError, Error, Result};
+use crate::fsutil::normalize;
 
 /// Browser versions that support each ES level, for CSS prefixing when no browserslist query is set.
 pub fn browsers_for(target: EsTarget) -> Option<Browsers> {
@@ -89,21 +90,6 @@ impl SourceProvider for Provider {
         };
         Ok(ResolveResult::File(normalize(&path)))
     }
-}
-
-/// Lexically resolve `.` and `..` (the path need not exist).
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// Marks a `url()` that was made absolute while its file was read (the bundled sheet no

@@ -332,7 +332,7 @@ async fn restore(cache: &dyn CacheBackend, key: &CacheKey, dir: &Path) -> Result
     for f in hit.entry.files.iter().filter(|f| f.content_type == SYMLINK) {
         let link = root.join(&f.path);
         let target = std::fs::read_to_string(&link).unwrap_or_default();
-        let resolved = super::css::normalize(&link.parent().unwrap_or(&root).join(&target));
+        let resolved = crate::fsutil::normalize(&link.parent().unwrap_or(&root).join(&target));
         if !resolved.starts_with(dir) {
             let _ = cache.remove_entry(key).await;
             let _ = std::fs::remove_dir_all(&root);

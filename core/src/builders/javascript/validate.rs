@@ -335,12 +335,7 @@ impl CleanSet {
             text.push_str(&key.to_hex());
             text.push('\n');
         }
-        let Some(dir) = self.file.parent() else { return };
-        let _ = std::fs::create_dir_all(dir).and_then(|_| {
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-            tmp.persist(&self.file).map(|_| ()).map_err(|e| e.error)
-        });
+        let _ = crate::fsutil::write_atomic(&self.file, text.as_bytes());
     }
 }
 
