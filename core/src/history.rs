@@ -55,24 +55,39 @@ impl BuildHistory {
         self.dir.join("last").join(app).join(format!("{target}.json"))
     }
 
+    fn components_path(&self, key: &str) -> PathBuf {
+        let shard = key.get(..2).unwrap_or("00");
+        self.dir.join("keys").join(shard).join(format!("{key}.json"))
+    }
+
     /// Append a record; with components, it also becomes the app target's last build.
+    /// Components are stored once per key: a rebuild with the same inputs writes only the
+    /// small record, not thousands of file digests again.
     pub fn record(&self, record: &BuildRecord, components: Option<&KeyComponents>) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         // One write of a whole line with O_APPEND: concurrent writers do not interleave.
         std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("builds.jsonl"))?.write_all(&line)?;
-        if let (Some(components), Some(app), Some(target)) = (components, &record.app, &record.target) {
-            let last = LastBuild { record: record.clone(), components: components.clone() };
-            let json = serde_json::to_vec(&last).map_err(std::io::Error::other)?;
+        if let (Some(components), Some(app), Some(target), Some(key)) =
+            (components, &record.app, &record.target, &record.cache.key)
+        {
+            let keyed = self.components_path(key);
+            if !keyed.exists() {
+                let json = serde_json::to_vec(components).map_err(std::io::Error::other)?;
+                crate::fsutil::write_atomic(&keyed, &json)?;
+            }
+            let json = serde_json::to_vec(record).map_err(std::io::Error::other)?;
             crate::fsutil::write_atomic(&self.last_path(app, target), &json)?;
         }
         Ok(())
     }
 
-    /// The last build of `app` for `target` whose key was computed.
+    /// The last build of `app` for `target` whose key was computed, with its components.
     pub fn last(&self, app: &str, target: &str) -> Option<LastBuild> {
-        let bytes = std::fs::read(self.last_path(app, target)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let record: BuildRecord = serde_json::from_slice(&std::fs::read(self.last_path(app, target)).ok()?).ok()?;
+        let key = record.cache.key.as_deref()?;
+        let components = serde_json::from_slice(&std::fs::read(self.components_path(key)).ok()?).ok()?;
+        Some(LastBuild { record, components })
     }
 
     /// The most recent `limit` records, newest last. Lines that do not parse are skipped.

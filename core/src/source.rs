@@ -221,7 +221,7 @@ impl SourceTree {
             rel.as_os_str().is_empty() || !exclude.matched_path_or_any_parents(rel, is_dir).is_ignore()
         });
 
-        let mut pending = Vec::new();
+        let mut found = Vec::new();
         let mut total: u64 = 0;
         for entry in walker.build() {
             let entry = entry.map_err(|e| SourceError::Read {
@@ -246,13 +246,21 @@ impl SourceTree {
                 // Sockets, FIFOs and devices are not sources.
                 continue;
             };
-            let meta =
-                std::fs::metadata(&data_path).map_err(|source| SourceError::Read { path: rel.clone(), source })?;
-            if pending.len() as u64 >= limits.max_source_files {
+            if found.len() as u64 >= limits.max_source_files {
                 return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
             }
-            check_size(&rel, meta.len(), &mut total, limits)?;
-            pending.push(Pending { rel, meta, abs: data_path });
+            found.push((rel, data_path));
+        }
+        // Stat in parallel: on a warm rebuild, stat calls are most of intake.
+        let pending: Vec<Pending> = found
+            .into_par_iter()
+            .map(|(rel, abs)| match std::fs::metadata(&abs) {
+                Ok(meta) => Ok(Pending { rel, meta, abs }),
+                Err(source) => Err(SourceError::Read { path: rel, source }),
+            })
+            .collect::<Result<_, _>>()?;
+        for p in &pending {
+            check_size(&p.rel, p.meta.len(), &mut total, limits)?;
         }
 
         let mut stat_cache = match stat_dir {
