@@ -205,12 +205,7 @@ impl SourceTree {
         let exclude = exclude_matcher(&canonical_root, &rules.exclude);
 
         let mut walker = ignore::WalkBuilder::new(&canonical_root);
-        walker
-            .standard_filters(false)
-            .follow_links(false)
-            .git_ignore(rules.respect_gitignore)
-            .require_git(false)
-            .sort_by_file_name(|a, b| a.cmp(b));
+        walker.standard_filters(false).follow_links(false).git_ignore(rules.respect_gitignore).require_git(false);
         if rules.respect_gitignore {
             walker.add_custom_ignore_filename(".workzignore");
         }
@@ -221,36 +216,66 @@ impl SourceTree {
             rel.as_os_str().is_empty() || !exclude.matched_path_or_any_parents(rel, is_dir).is_ignore()
         });
 
-        let mut found = Vec::new();
-        let mut total: u64 = 0;
-        for entry in walker.build() {
-            let entry = entry.map_err(|e| SourceError::Read {
-                path: root.display().to_string(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            let Some(file_type) = entry.file_type() else { continue };
-            if file_type.is_dir() {
-                continue;
+        // Walk on several threads (directory reads and ignore matching), stopping at the
+        // first error or as soon as the file limit is passed.
+        let found = std::sync::Mutex::new(Vec::new());
+        let failure: std::sync::Mutex<Option<SourceError>> = std::sync::Mutex::new(None);
+        let count = std::sync::atomic::AtomicU64::new(0);
+        let fail = |e: SourceError| {
+            if let Ok(mut slot) = failure.lock() {
+                slot.get_or_insert(e);
             }
-            let abs = entry.path();
-            let rel = relative_path(&canonical_root, abs)?;
-            let data_path = if file_type.is_symlink() {
-                match resolve_symlink(&canonical_root, abs, &rel)? {
-                    Some(target) => target,
-                    // A symlink to a directory inside the root: its files are walked at their real path.
-                    None => continue,
+            ignore::WalkState::Quit
+        };
+        walker.threads(rayon::current_num_threads().clamp(1, 4)).build_parallel().run(|| {
+            Box::new(|entry| {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        return fail(SourceError::Read {
+                            path: root.display().to_string(),
+                            source: std::io::Error::other(e.to_string()),
+                        });
+                    }
+                };
+                let Some(file_type) = entry.file_type() else { return ignore::WalkState::Continue };
+                if file_type.is_dir() {
+                    return ignore::WalkState::Continue;
                 }
-            } else if file_type.is_file() {
-                abs.to_path_buf()
-            } else {
-                // Sockets, FIFOs and devices are not sources.
-                continue;
-            };
-            if found.len() as u64 >= limits.max_source_files {
-                return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
-            }
-            found.push((rel, data_path));
+                let abs = entry.path();
+                let rel = match relative_path(&canonical_root, abs) {
+                    Ok(rel) => rel,
+                    Err(e) => return fail(e),
+                };
+                let data_path = if file_type.is_symlink() {
+                    match resolve_symlink(&canonical_root, abs, &rel) {
+                        Ok(Some(target)) => target,
+                        // A symlink to a directory inside the root: its files are walked at their real path.
+                        Ok(None) => return ignore::WalkState::Continue,
+                        Err(e) => return fail(e),
+                    }
+                } else if file_type.is_file() {
+                    abs.to_path_buf()
+                } else {
+                    // Sockets, FIFOs and devices are not sources.
+                    return ignore::WalkState::Continue;
+                };
+                if count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= limits.max_source_files {
+                    return fail(SourceError::TooManyFiles { limit: limits.max_source_files });
+                }
+                if let Ok(mut found) = found.lock() {
+                    found.push((rel, data_path));
+                }
+                ignore::WalkState::Continue
+            })
+        });
+        if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
         }
+        let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        // Threads finish in any order: sort so that size limits and errors are deterministic.
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut total: u64 = 0;
         // Stat in parallel: on a warm rebuild, stat calls are most of intake.
         let pending: Vec<Pending> = found
             .into_par_iter()
@@ -267,15 +292,15 @@ impl SourceTree {
             Some(dir) => StatCache::load(dir, &canonical_root),
             None => StatCache::disabled(),
         };
-        let mut files = hash_files(&pending, &stat_cache)?;
+        let files = hash_files(&pending, &stat_cache)?;
         if stat_dir.is_some() {
             for (file, p) in files.iter().zip(&pending) {
                 stat_cache.record(&file.path, &p.meta, file.digest);
             }
             stat_cache.save();
         }
-        // The walk sorts within each directory; across levels the paths need a full sort.
-        files.sort_by(|a, b| a.path.cmp(&b.path));
+        // Kept in path order from the sorted walk results.
+        debug_assert!(files.is_sorted_by(|a, b| a.path <= b.path));
         Ok(SourceTree { root: Some(canonical_root), files, total_bytes: total })
     }
 
