@@ -409,7 +409,8 @@ async fn run_build(
     let limit = request.timeout.map(Duration::from_secs).unwrap_or(default_limit);
     let warning = if request.timeout.is_some() { limit * 2 / 3 } else { default_warning };
     // Wait for a slot; a build cancelled while queued never starts.
-    let position = shared.gate.status().queued + usize::from(shared.gate.status().running >= shared.gate.max);
+    let gate = shared.gate.status();
+    let position = gate.queued + usize::from(gate.running >= gate.max_concurrent);
     if position > 0 {
         events.emit(BuildEvent::Queued { position });
     }

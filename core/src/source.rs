@@ -362,6 +362,7 @@ impl SourceTree {
         let selected: Vec<&SourceFile> = self.files.iter().filter(|f| keep(f)).collect();
         let mut dirs: Vec<PathBuf> =
             selected.iter().filter_map(|f| Path::new(&f.path).parent().map(|p| dir.join(p))).collect();
+        dirs.sort();
         dirs.dedup();
         std::fs::create_dir_all(dir)?;
         for d in &dirs {
