@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: formatting, lints, unit tests, the engine's end-to-end suite and the CLI suite.
+# Every test: formatting, lints, unit tests, the engine's end-to-end suite, the CLI suite, and
+# each binding in its own language (C under valgrind, PHP FFI, pytest, node --test).
 # Installs what the tests need on a fresh machine first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -8,11 +9,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/workz-build/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # System packages the suites use: coreutils for the hook tests; Node.js and npm for the
-# JavaScript builder's tests (npm installs, bundles run in node).
+# JavaScript builder's tests (npm installs, bundles run in node) and the Node binding; gcc,
+# valgrind and php-cli for the C ABI; python3-venv for the Python binding.
 need=()
 for cmd in sh sleep env; do command -v "$cmd" >/dev/null || need+=(coreutils); done
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v gcc >/dev/null || need+=(gcc)
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v php >/dev/null || need+=(php-cli)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
@@ -24,3 +30,7 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== C ABI: C program (plain and under valgrind), PHP FFI"
+tests/c/run.sh
+echo "== Python binding: pytest"
+bindings-python/run-tests.sh

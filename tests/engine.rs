@@ -589,3 +589,40 @@ async fn dropping_the_engine_cancels_its_builds() {
     assert_eq!(result.status, BuildStatus::Cancelled);
     assert_all_gone(&recorded_pids(&pids));
 }
+
+/// A stage with a bug.
+struct PanickingStage;
+
+#[async_trait]
+impl workz_build::Stage for PanickingStage {
+    fn name(&self) -> &str {
+        "buggy"
+    }
+
+    async fn run(&self, _ctx: &mut BuildContext) -> workz_build::Result<workz_build::Flow> {
+        panic!("index out of bounds in the buggy stage");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_stage_fails_its_build_as_internal_and_the_engine_goes_on() {
+    let world = World::new();
+    let mut pipeline = workz_build::Pipeline::standard();
+    pipeline.insert_after("validate", Arc::new(PanickingStage));
+    let engine = Engine::builder(world.config()).pipeline(pipeline).build().unwrap();
+    let mut handle = engine.submit(BuildRequest::directory(world.static_app("buggy")), None);
+    let mut events = handle.take_events().unwrap();
+    let result = handle.wait().await;
+    assert_eq!(result.status, BuildStatus::Failed);
+    let error = result.error.as_ref().unwrap();
+    assert_eq!((error.code.as_str(), error.family), ("internal", workz_build::Family::Internal));
+    assert!(error.message.contains("index out of bounds in the buggy stage"), "{}", error.message);
+    let mut finished = false;
+    while let Ok(record) = events.try_recv() {
+        finished |= matches!(record.event, BuildEvent::Finished { .. });
+    }
+    assert!(finished, "a finished event for the failed build");
+    assert!(world.leftovers().is_empty(), "{:?}", world.leftovers());
+    // The engine still builds.
+    assert_succeeded(&world.engine().build(BuildRequest::directory(world.static_app("fine"))).await);
+}

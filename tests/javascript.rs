@@ -196,7 +196,7 @@ async fn css_images_and_the_page_template() {
     assert!(css.contains("-webkit-user-select:none"), "prefixed for es2015 browsers: {css}");
     let bg = css.split("url(").nth(1).unwrap().split(')').next().unwrap().trim_matches('"');
     assert!(out.join("assets").join(bg).is_file(), "url() asset copied: {bg}");
-    // The imported image: hashed, optimised losslessly, with a webp variant.
+    // The imported image: hashed, optimised losslessly, with webp and avif variants.
     let logo_url = run_node(&page_scripts(&out)[0], true);
     let logo_rel = logo_url.trim_matches('"').trim_start_matches("./").trim_start_matches('/');
     let logo = out.join(logo_rel);
@@ -204,8 +204,10 @@ async fn css_images_and_the_page_template() {
     let original = std::fs::metadata(app.join("img/logo.png")).unwrap().len();
     assert!(std::fs::metadata(&logo).unwrap().len() < original, "PNG shrunk");
     assert!(logo.with_extension("webp").is_file(), "webp variant");
+    assert_eq!(&std::fs::read(logo.with_extension("avif")).unwrap()[4..12], b"ftypavif", "avif variant");
     let files: Vec<&str> = result.artifacts.as_ref().unwrap().files.iter().map(|f| f.path.as_str()).collect();
     assert!(files.iter().any(|f| f.ends_with(".webp")), "variant in the manifest");
+    assert!(files.iter().any(|f| f.ends_with(".avif")), "variant in the manifest");
     assert!(out.join("robots.txt").is_file(), "public/ copied");
     assert!(files.iter().any(|f| f.ends_with(".css.gz")), "precompressed");
 }

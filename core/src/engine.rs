@@ -7,10 +7,12 @@
 //! recorded in the build history and a `finished` event is sent.
 
 use std::collections::BinaryHeap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -252,6 +254,28 @@ impl BuildHandle {
         self.events.take()
     }
 
+    /// The next event, waiting for it; `None` after `finished` (or once the events were taken).
+    pub async fn next_event(&mut self) -> Option<EventRecord> {
+        self.events.as_mut()?.recv().await
+    }
+
+    /// The next event if one has arrived, without waiting.
+    pub fn try_next_event(&mut self) -> Option<EventRecord> {
+        self.events.as_mut()?.try_recv().ok()
+    }
+
+    /// The result if the build has ended, without waiting (`None` while it runs).
+    pub fn try_wait(&mut self) -> Option<BuildResult> {
+        match self.result.try_recv() {
+            Ok(result) => Some(result),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(BuildResult::rejected(
+                self.build_id.clone(),
+                &Error::internal("the build task ended without a result"),
+            )),
+        }
+    }
+
     /// Wait for the result.
     pub async fn wait(self) -> BuildResult {
         let build_id = self.build_id.clone();
@@ -333,6 +357,7 @@ impl Engine {
 
     /// Whether the next build of `request` would hit the cache, and if not, what changed.
     pub async fn explain(&self, request: BuildRequest) -> Result<Explanation> {
+        crate::testing::panic_point("explain");
         let (emitter, _) = EventEmitter::collecting("explain");
         let mut ctx = BuildContext::new(
             "explain".into(),
@@ -424,7 +449,10 @@ async fn run_build(
         Some(_permit) => {
             events.emit(BuildEvent::Started);
             let started = tokio::time::Instant::now();
-            let run = shared.pipeline.run(&mut ctx, None);
+            // A panic in a stage fails this build with `internal`; the engine and its host live on.
+            let run = AssertUnwindSafe(shared.pipeline.run(&mut ctx, None))
+                .catch_unwind()
+                .map(|outcome| outcome.unwrap_or_else(|payload| Err(crate::embed::panic_error(payload.as_ref()))));
             tokio::pin!(run);
             let warn_at = tokio::time::sleep_until(started + warning);
             tokio::pin!(warn_at);

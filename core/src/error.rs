@@ -29,6 +29,71 @@ pub enum Category {
     Internal,
 }
 
+/// What kind of failure an error code names: the exception class in Python, `family` in C
+/// and Node. Coarser than the code, finer than the [`Category`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Engine or app configuration, or the request itself.
+    Config,
+    /// The app's sources: unreadable, unsafe, invalid or unsupported.
+    Validation,
+    /// npm / pub dependencies could not be resolved or installed.
+    Dependency,
+    /// A build tool is missing, failed to start or failed, or the host cannot build the target.
+    Toolchain,
+    /// The build ran and produced nothing usable.
+    Build,
+    Timeout,
+    Cancelled,
+    /// The cache or the artifact store failed.
+    Storage,
+    /// A bug in the engine (panics included).
+    Internal,
+}
+
+impl Family {
+    /// The family of a stable error code (`internal` for a code this version does not know).
+    pub fn of(code: &str) -> Family {
+        match code {
+            "config_parse_error" | "config_invalid" | "config_read_failed" | "app_config_missing"
+            | "invalid_request" => Family::Config,
+            "validation_failed"
+            | "unresolved_import"
+            | "hook_invalid"
+            | "unsupported_app_type"
+            | "unsupported_target"
+            | "platform_disabled" => Family::Validation,
+            c if c.starts_with("source_") => Family::Validation,
+            "registry_unreachable" | "lockfile_mismatch" => Family::Dependency,
+            c if c.starts_with("dependency_") => Family::Dependency,
+            "toolchain_missing" | "process_spawn_failed" | "process_failed" | "platform_requirement_unmet" => {
+                Family::Toolchain
+            }
+            "build_failed" | "artifact_missing" | "artifact_name_invalid" => Family::Build,
+            "timed_out" | "process_timed_out" => Family::Timeout,
+            "cancelled" => Family::Cancelled,
+            "artifact_store_failed" => Family::Storage,
+            c if c.starts_with("cache_") => Family::Storage,
+            _ => Family::Internal,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Config => "config",
+            Family::Validation => "validation",
+            Family::Dependency => "dependency",
+            Family::Toolchain => "toolchain",
+            Family::Build => "build",
+            Family::Timeout => "timeout",
+            Family::Cancelled => "cancelled",
+            Family::Storage => "storage",
+            Family::Internal => "internal",
+        }
+    }
+}
+
 /// Errors of the build itself (not of its inputs or of the machine).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -254,6 +319,7 @@ impl Error {
         ErrorReport {
             code: self.code().to_string(),
             category: self.category(),
+            family: Family::of(self.code()),
             message: self.to_string(),
             hint: self.hint(),
         }
@@ -269,8 +335,15 @@ impl Error {
 pub struct ErrorReport {
     pub code: String,
     pub category: Category,
+    pub family: Family,
     pub message: String,
     pub hint: Option<String>,
+}
+
+impl From<Error> for ErrorReport {
+    fn from(error: Error) -> Self {
+        error.report()
+    }
 }
 
 impl std::fmt::Display for ErrorReport {
@@ -348,6 +421,19 @@ mod tests {
         let doc = include_str!("../../docs/errors.md");
         for code in ALL_CODES.iter().chain(WARNING_CODES) {
             assert!(doc.contains(&format!("| `{code}` |")), "docs/errors.md does not list `{code}`");
+        }
+    }
+
+    #[test]
+    fn only_internal_falls_into_the_internal_family() {
+        for code in ALL_CODES {
+            assert_eq!(Family::of(code) == Family::Internal, *code == "internal", "{code}");
+        }
+        assert_eq!(Family::of("a_code_from_the_future"), Family::Internal);
+        let doc = include_str!("../../docs/errors.md");
+        for code in ALL_CODES {
+            let row = doc.lines().find(|l| l.starts_with(&format!("| `{code}` |"))).unwrap_or_default();
+            assert!(row.contains(&format!("| {} |", Family::of(code).as_str())), "docs/errors.md: family of {code}");
         }
     }
 

@@ -399,6 +399,7 @@ impl Pipeline {
         loop {
             ctx.events.emit(BuildEvent::StageStarted { stage: name.clone() });
             let started = Instant::now();
+            crate::testing::panic_point(&name);
             let result = stage.run(ctx).await;
             let seconds = started.elapsed().as_secs_f64();
             ctx.timings.record(&name, seconds);

@@ -24,3 +24,15 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// The environment variable that makes [`panic_point`] panic: set it to a stage name
+/// (`validate`, `build`, …) or `explain` to test how the engine and its bindings survive a
+/// panic inside the engine.
+pub const PANIC_POINT_VAR: &str = "WORKZ_BUILD_TEST_PANIC_AT";
+
+/// Panic here when [`PANIC_POINT_VAR`] names this point. Test-only; an unset variable costs one lookup.
+pub fn panic_point(name: &str) {
+    if std::env::var_os(PANIC_POINT_VAR).is_some_and(|v| v == name) {
+        panic!("test panic at {name} ({PANIC_POINT_VAR})");
+    }
+}

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 pub struct ImageOptions {
     /// Shrink PNGs losslessly (oxipng).
     pub optimize: bool,
-    /// Extra formats to write next to each PNG/JPEG (`webp`).
+    /// Extra formats to write next to each PNG/JPEG (`webp`, `avif`).
     pub formats: Vec<String>,
 }
 
@@ -46,12 +46,55 @@ fn images(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// An image format written next to the original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VariantFormat {
+    /// Lossless: the variant shows exactly the original's pixels.
+    Webp,
+    /// Lossy at a high quality: AVIF's point is size, and lossless AVIF is often larger than PNG.
+    Avif,
+}
+
+impl VariantFormat {
+    fn parse(name: &str) -> Option<VariantFormat> {
+        match name.to_ascii_lowercase().as_str() {
+            "webp" => Some(VariantFormat::Webp),
+            "avif" => Some(VariantFormat::Avif),
+            _ => None,
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            VariantFormat::Webp => "webp",
+            VariantFormat::Avif => "avif",
+        }
+    }
+
+    fn encode(self, rgba: &image::RgbaImage) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let written = match self {
+            VariantFormat::Webp => rgba.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut out)),
+            // Speed 8 of 10: a build cannot spend seconds per image; quality 80 is visually lossless for the web.
+            VariantFormat::Avif => {
+                rgba.write_with_encoder(image::codecs::avif::AvifEncoder::new_with_speed_quality(&mut out, 8, 80))
+            }
+        };
+        written.ok().map(|_| out)
+    }
+}
+
 /// Optimise the images under `dir` in parallel.
 pub fn optimize_images(dir: &Path, options: &ImageOptions) -> std::io::Result<ImageReport> {
     let mut report = ImageReport::default();
-    let want_webp = options.formats.iter().any(|f| f.eq_ignore_ascii_case("webp"));
-    report.unsupported =
-        options.formats.iter().filter(|f| !f.eq_ignore_ascii_case("webp")).map(|f| f.to_ascii_lowercase()).collect();
+    let mut variants_wanted = Vec::new();
+    for format in &options.formats {
+        match VariantFormat::parse(format) {
+            Some(variant) if !variants_wanted.contains(&variant) => variants_wanted.push(variant),
+            Some(_) => {}
+            None => report.unsupported.push(format.to_ascii_lowercase()),
+        }
+    }
     let results: Vec<(bool, u64, usize)> = images(dir)
         .par_iter()
         .map(|path| -> std::io::Result<(bool, u64, usize)> {
@@ -68,12 +111,15 @@ pub fn optimize_images(dir: &Path, options: &ImageOptions) -> std::io::Result<Im
                 }
             }
             let mut variants = 0;
-            if want_webp && let Ok(img) = image::load_from_memory(&data) {
-                let mut out = Vec::new();
-                let encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
-                if img.to_rgba8().write_with_encoder(encoder).is_ok() {
-                    std::fs::write(path.with_extension("webp"), &out)?;
-                    variants += 1;
+            if !variants_wanted.is_empty()
+                && let Ok(img) = image::load_from_memory(&data)
+            {
+                let rgba = img.to_rgba8();
+                for variant in &variants_wanted {
+                    if let Some(encoded) = variant.encode(&rgba) {
+                        std::fs::write(path.with_extension(variant.extension()), &encoded)?;
+                        variants += 1;
+                    }
                 }
             }
             Ok((optimized.0, optimized.1, variants))
@@ -140,22 +186,31 @@ mod tests {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// Width and height from an AVIF file's `ispe` (image spatial extents) box.
+    fn avif_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+        let at = bytes.windows(4).position(|w| w == b"ispe")?;
+        let field = |o: usize| Some(u32::from_be_bytes(bytes.get(at + o..at + o + 4)?.try_into().ok()?));
+        Some((field(8)?, field(12)?))
+    }
+
     #[test]
-    fn pngs_shrink_losslessly_and_get_webp_variants() {
+    fn pngs_shrink_losslessly_and_get_webp_and_avif_variants() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logo.png");
         png(&path);
         let before = image::open(&path).unwrap().to_rgba8();
         let size = std::fs::metadata(&path).unwrap().len();
-        let report =
-            optimize_images(dir.path(), &ImageOptions { optimize: true, formats: vec!["webp".into(), "avif".into()] })
-                .unwrap();
+        let formats = vec!["webp".into(), "AVIF".into(), "heic".into(), "webp".into()];
+        let report = optimize_images(dir.path(), &ImageOptions { optimize: true, formats }).unwrap();
         assert_eq!(report.optimized, 1);
         assert!(std::fs::metadata(&path).unwrap().len() < size);
         assert_eq!(image::open(&path).unwrap().to_rgba8(), before, "lossless");
-        assert_eq!(report.variants, 1);
+        assert_eq!(report.variants, 2);
         assert_eq!(image::open(dir.path().join("logo.webp")).unwrap().to_rgba8(), before);
-        assert_eq!(report.unsupported, vec!["avif"]);
+        let avif = std::fs::read(dir.path().join("logo.avif")).unwrap();
+        assert_eq!(&avif[4..12], b"ftypavif", "an AVIF file");
+        assert_eq!(avif_dimensions(&avif), Some((64, 64)));
+        assert_eq!(report.unsupported, vec!["heic"]);
     }
 
     #[test]

@@ -1,0 +1,342 @@
+"""The Workz build engine, in-process.
+
+    from workz_build import Engine
+    engine = Engine()                       # the embedded defaults
+    result = engine.build("path/to/app", on_event=print)
+    print(result.artifacts.path)
+
+Builds run in the engine's own threads with the GIL released; ``build`` blocks the
+calling thread, ``await engine.build_async(...)`` does not block the event loop. A build
+that does not succeed raises a ``WorkzBuildError`` subclass whose ``result`` is the
+``BuildResult``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping, Optional, Union
+
+from . import _native
+from ._native import (
+    ABI_VERSION,
+    BuildCancelledError,
+    BuildFailedError,
+    BuildTimeoutError,
+    ConfigError,
+    DependencyError,
+    InternalError,
+    StorageError,
+    ToolchainError,
+    ValidationError,
+    WorkzBuildError,
+    __version__,
+)
+
+__all__ = [
+    "ABI_VERSION",
+    "Artifacts",
+    "Build",
+    "BuildCancelledError",
+    "BuildFailedError",
+    "BuildResult",
+    "BuildTimeoutError",
+    "CacheOutcome",
+    "ConfigError",
+    "DependencyError",
+    "Engine",
+    "ErrorInfo",
+    "InternalError",
+    "StorageError",
+    "ToolchainError",
+    "ValidationError",
+    "WorkzBuildError",
+    "__version__",
+]
+
+Source = Union[str, "os.PathLike[str]", Mapping[str, Union[bytes, str]]]
+Event = Dict[str, Any]
+EventCallback = Callable[[Event], Any]
+
+
+@dataclass(frozen=True)
+class CacheOutcome:
+    hit: bool
+    key: Optional[str] = None
+    tier: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    path: str
+    size: int
+    blake3: str
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    path: str
+    entry_point: Optional[str]
+    size: int
+    files: List[ArtifactFile]
+    reused: bool
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    category: str
+    family: str
+    message: str
+    hint: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The outcome of one build: the core's ``BuildResult``, field for field."""
+
+    build_id: str
+    status: str
+    app: Optional[Dict[str, str]]
+    target: Optional[str]
+    cache: CacheOutcome
+    artifacts: Optional[Artifacts]
+    timings: Dict[str, float]
+    duration: float
+    warnings: List[Dict[str, str]]
+    error: Optional[ErrorInfo]
+    _raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "BuildResult":
+        artifacts = d.get("artifacts")
+        return cls(
+            build_id=d["build_id"],
+            status=d["status"],
+            app=d.get("app"),
+            target=d.get("target"),
+            cache=CacheOutcome(**d["cache"]),
+            artifacts=None
+            if artifacts is None
+            else Artifacts(
+                path=artifacts["path"],
+                entry_point=artifacts.get("entry_point"),
+                size=artifacts["size"],
+                files=[ArtifactFile(**f) for f in artifacts["files"]],
+                reused=artifacts["reused"],
+            ),
+            timings=dict(d.get("timings") or {}),
+            duration=d["duration"],
+            warnings=list(d.get("warnings") or []),
+            error=None if d.get("error") is None else ErrorInfo(**d["error"]),
+            _raw=d,
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The result as the engine serialises it (the CLI's ``--json`` shape)."""
+        return json.loads(json.dumps(self._raw))
+
+
+def _config_json(config: Union[None, str, Mapping[str, Any]]) -> str:
+    if config is None:
+        return ""
+    if isinstance(config, str):
+        return config
+    return json.dumps(config)
+
+
+def _request(
+    source: Source,
+    target: Optional[str],
+    app_config: Optional[Mapping[str, Any]],
+    force: bool,
+    priority: int,
+    timeout: Optional[int],
+) -> "tuple[str, Optional[Dict[str, Union[bytes, str]]]]":
+    files: Optional[Dict[str, Union[bytes, str]]] = None
+    if isinstance(source, (str, os.PathLike)):
+        spec: Dict[str, Any] = {"directory": os.path.abspath(os.fspath(source))}
+    elif isinstance(source, Mapping):
+        spec, files = {"files": {}}, dict(source)
+    else:
+        raise TypeError("source must be a directory path or a mapping of path -> bytes | str")
+    request: Dict[str, Any] = {"source": spec, "force": force, "priority": priority}
+    if target is not None:
+        request["target"] = target
+    if app_config is not None:
+        request["app_config"] = dict(app_config)
+    if timeout is not None:
+        request["timeout"] = timeout
+    return json.dumps(request), files
+
+
+def _finish(result_json: str, error: Optional[WorkzBuildError], check: bool) -> BuildResult:
+    result = BuildResult.from_dict(json.loads(result_json))
+    if error is not None and check:
+        error.result = result
+        raise error
+    return result
+
+
+def _resolve(future: "asyncio.Future[Any]", value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+class Build:
+    """A submitted build: iterate its events, wait for its result, or cancel it."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @property
+    def build_id(self) -> str:
+        return self._native.build_id
+
+    def cancel(self) -> None:
+        """Cancel the build (queued or running); its result then has status ``cancelled``."""
+        self._native.cancel()
+
+    def events(self) -> Iterator[Event]:
+        """The build's events in order, each as the core's event dict; ends after ``finished``."""
+        while True:
+            event = self._native.next_event()
+            if event is None:
+                return
+            yield json.loads(event)
+
+    def wait(self, on_event: Optional[EventCallback] = None, check: bool = True) -> BuildResult:
+        """Wait for the result, calling ``on_event`` on this thread for each event.
+
+        If ``on_event`` raises, the build is cancelled and, once it has ended, the callback's
+        exception is raised. With ``check`` (the default) a build that did not succeed raises
+        its ``WorkzBuildError`` subclass; otherwise the result says how it ended.
+        """
+        if on_event is not None:
+            for event in self.events():
+                try:
+                    on_event(event)
+                except BaseException:
+                    self.cancel()
+                    self._native.wait()
+                    raise
+        result_json, error = self._native.wait()
+        return _finish(result_json, error, check)
+
+    async def events_async(self) -> AsyncIterator[Event]:
+        """The build's events as an async iterator (``async for event in build.events_async()``)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            future: "asyncio.Future[Optional[str]]" = loop.create_future()
+            self._native.next_event_then(lambda value: loop.call_soon_threadsafe(_resolve, future, value))
+            event = await future
+            if event is None:
+                return
+            yield json.loads(event)
+
+    async def wait_async(self, on_event: Optional[EventCallback] = None, check: bool = True) -> BuildResult:
+        """``wait`` for asyncio: the loop runs on; a cancelled task cancels the build."""
+        loop = asyncio.get_running_loop()
+        try:
+            if on_event is not None:
+                async for event in self.events_async():
+                    try:
+                        on_event(event)
+                    except BaseException:
+                        self.cancel()
+                        await self._result_async(loop)
+                        raise
+            result_json, error = await self._result_async(loop)
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        return _finish(result_json, error, check)
+
+    def _result_async(self, loop: asyncio.AbstractEventLoop) -> "asyncio.Future[Any]":
+        future: "asyncio.Future[Any]" = loop.create_future()
+        self._native.wait_then(lambda result, error: loop.call_soon_threadsafe(_resolve, future, (result, error)))
+        return future
+
+
+class Engine:
+    """The build engine. ``config`` is an engine config (dict or JSON text in the platform's
+    format); None gives the embedded defaults. Safe to use from several threads at once."""
+
+    def __init__(self, config: Union[None, str, Mapping[str, Any]] = None) -> None:
+        self._native = _native.Engine(_config_json(config))
+
+    def submit(
+        self,
+        source: Source,
+        *,
+        target: Optional[str] = None,
+        app_config: Optional[Mapping[str, Any]] = None,
+        force: bool = False,
+        priority: int = 0,
+        timeout: Optional[int] = None,
+    ) -> Build:
+        """Queue a build and return its handle at once."""
+        request, files = _request(source, target, app_config, force, priority, timeout)
+        return Build(self._native.submit(request, files))
+
+    def build(
+        self,
+        source: Source,
+        *,
+        target: Optional[str] = None,
+        on_event: Optional[EventCallback] = None,
+        app_config: Optional[Mapping[str, Any]] = None,
+        force: bool = False,
+        priority: int = 0,
+        timeout: Optional[int] = None,
+        check: bool = True,
+    ) -> BuildResult:
+        """Build and wait (the GIL is released meanwhile). ``source`` is the app's directory
+        or a mapping of relative path -> bytes | str."""
+        build = self.submit(source, target=target, app_config=app_config, force=force, priority=priority,
+                            timeout=timeout)
+        return build.wait(on_event=on_event, check=check)
+
+    async def build_async(
+        self,
+        source: Source,
+        *,
+        target: Optional[str] = None,
+        on_event: Optional[EventCallback] = None,
+        app_config: Optional[Mapping[str, Any]] = None,
+        force: bool = False,
+        priority: int = 0,
+        timeout: Optional[int] = None,
+        check: bool = True,
+    ) -> BuildResult:
+        """``build`` as a coroutine; cancelling the awaiting task cancels the build."""
+        build = self.submit(source, target=target, app_config=app_config, force=force, priority=priority,
+                            timeout=timeout)
+        return await build.wait_async(on_event=on_event, check=check)
+
+    def explain(
+        self,
+        source: Source,
+        *,
+        target: Optional[str] = None,
+        app_config: Optional[Mapping[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        """Whether the next build would hit the cache, and if not, what changed."""
+        request, files = _request(source, target, app_config, False, 0, None)
+        return json.loads(self._native.explain(request, files))
+
+    def cache_stats(self) -> Dict[str, Any]:
+        return json.loads(self._native.cache_stats())
+
+    def cache_invalidate(self, pattern: str) -> int:
+        """Remove the cache entries matching a glob over ``<app>/<target>/<key>``; how many."""
+        return int(self._native.cache_invalidate(pattern))
+
+    def cache_prune(self) -> Dict[str, Any]:
+        return json.loads(self._native.cache_prune())

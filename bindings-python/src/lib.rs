@@ -1,0 +1,211 @@
+//! The native half of the `workz_build` Python package: conversions only. Requests and
+//! results cross as JSON text (the Python layer in `python/workz_build` turns them into
+//! dicts and typed objects); builds run with the GIL released on the process-wide runtime.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use workz::embed::{catch_panic_unchecked, failure_of, request_from_json};
+use workz::engine::{block_on, runtime};
+use workz::source::{FileBytes, SourceSpec};
+use workz::{BuildHandle, BuildRequest, BuildResult, Error, ErrorReport};
+
+use crate::error::to_py_err;
+
+/// Run a method's body; an engine error or a panic becomes the matching exception.
+fn guarded<T>(body: impl FnOnce() -> Result<T, ErrorReport>) -> PyResult<T> {
+    match catch_panic_unchecked(|| Ok(body())) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(report)) => Err(to_py_err(report)),
+        Err(panic) => Err(to_py_err(panic.report())),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ErrorReport> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialising: {e}")).report())
+}
+
+fn invalid(message: String) -> ErrorReport {
+    Error::InvalidRequest(message).report()
+}
+
+/// A request from its JSON, with in-memory sources (`path -> bytes | str`) when given.
+fn request(request_json: &str, files: Option<&Bound<'_, PyDict>>) -> Result<BuildRequest, ErrorReport> {
+    let mut request = request_from_json(request_json)?;
+    if let Some(files) = files {
+        let mut map = BTreeMap::new();
+        for (path, contents) in files.iter() {
+            let path: String = path.extract().map_err(|_| invalid("source file paths must be str".into()))?;
+            let bytes = if let Ok(bytes) = contents.cast::<PyBytes>() {
+                bytes.as_bytes().to_vec()
+            } else if let Ok(text) = contents.extract::<String>() {
+                text.into_bytes()
+            } else {
+                return Err(invalid(format!("the contents of {path} must be bytes or str")));
+            };
+            map.insert(path, FileBytes(bytes.into()));
+        }
+        request.source = SourceSpec::Files(map);
+    }
+    Ok(request)
+}
+
+/// The engine; safe to share between Python threads.
+#[pyclass(frozen, module = "workz_build._native")]
+struct Engine {
+    engine: workz::Engine,
+}
+
+#[pymethods]
+impl Engine {
+    /// An engine from an engine config JSON document ("" for the embedded defaults).
+    #[new]
+    fn new(config_json: &str) -> PyResult<Engine> {
+        guarded(|| Ok(Engine { engine: workz::embed::engine_from_json(config_json)? }))
+    }
+
+    /// Queue a build and return its handle at once.
+    #[pyo3(signature = (request_json, files=None))]
+    fn submit(&self, request_json: &str, files: Option<&Bound<'_, PyDict>>) -> PyResult<Build> {
+        guarded(|| {
+            let handle = self.engine.submit(request(request_json, files)?, None);
+            Ok(Build {
+                build_id: handle.build_id().to_string(),
+                cancel: handle.cancel_token(),
+                state: Arc::new(Mutex::new(BuildState::Running(Box::new(handle)))),
+            })
+        })
+    }
+
+    /// Explanation JSON: whether the next build would hit the cache and what changed.
+    #[pyo3(signature = (request_json, files=None))]
+    fn explain(&self, py: Python<'_>, request_json: &str, files: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
+        let request = guarded(|| request(request_json, files))?;
+        let engine = self.engine.clone();
+        py.detach(move || guarded(|| to_json(&block_on(engine.explain(request))?)))
+    }
+
+    /// Cache statistics JSON.
+    fn cache_stats(&self, py: Python<'_>) -> PyResult<String> {
+        py.detach(|| guarded(|| to_json(&block_on(self.engine.cache_stats())?)))
+    }
+
+    /// Remove the entries matching a glob over `<app>/<target>/<key>`; how many.
+    fn cache_invalidate(&self, py: Python<'_>, pattern: &str) -> PyResult<u64> {
+        py.detach(|| guarded(|| Ok(block_on(self.engine.cache_invalidate(pattern))?)))
+    }
+
+    /// Prune report JSON.
+    fn cache_prune(&self, py: Python<'_>) -> PyResult<String> {
+        py.detach(|| guarded(|| to_json(&block_on(self.engine.cache_prune())?)))
+    }
+}
+
+enum BuildState {
+    Running(Box<BuildHandle>),
+    Ended(Box<BuildResult>),
+}
+
+/// Next event JSON, or None after the last one.
+async fn next_event(state: &Mutex<BuildState>) -> Option<String> {
+    match &mut *state.lock().await {
+        BuildState::Running(handle) => handle.next_event().await.and_then(|record| to_json(&record).ok()),
+        BuildState::Ended(_) => None,
+    }
+}
+
+/// The result, waiting for the build to end; the same result on later calls.
+async fn result(state: &Mutex<BuildState>, build_id: &str) -> BuildResult {
+    let mut state = state.lock().await;
+    let placeholder = || BuildState::Ended(Box::new(BuildResult::rejected(build_id.to_string(), &Error::Cancelled)));
+    let result = match std::mem::replace(&mut *state, placeholder()) {
+        BuildState::Ended(result) => result,
+        BuildState::Running(handle) => Box::new(handle.wait().await),
+    };
+    *state = BuildState::Ended(result.clone());
+    *result
+}
+
+/// `(result_json, error)`: the error is set when the build did not succeed.
+fn outcome(result: &BuildResult) -> (String, Option<PyErr>) {
+    let json = to_json(result).unwrap_or_else(|e| e.to_string());
+    (json, failure_of(result).map(to_py_err))
+}
+
+/// A submitted build. `cancel` may be called from any thread.
+#[pyclass(frozen, module = "workz_build._native")]
+struct Build {
+    build_id: String,
+    cancel: CancellationToken,
+    state: Arc<Mutex<BuildState>>,
+}
+
+#[pymethods]
+impl Build {
+    #[getter]
+    fn build_id(&self) -> &str {
+        &self.build_id
+    }
+
+    /// Cancel the build (queued or running).
+    fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The next event as JSON, waiting with the GIL released; None after the last.
+    fn next_event(&self, py: Python<'_>) -> Option<String> {
+        py.detach(|| block_on(next_event(&self.state)))
+    }
+
+    /// `(result_json, error_or_None)`, waiting with the GIL released.
+    fn wait(&self, py: Python<'_>) -> (String, Option<PyErr>) {
+        let result = py.detach(|| block_on(result(&self.state, &self.build_id)));
+        outcome(&result)
+    }
+
+    /// Call `done(event_json_or_None)` from the engine's runtime when the next event arrives.
+    fn next_event_then(&self, done: Py<PyAny>) {
+        let state = self.state.clone();
+        runtime().spawn(async move {
+            let event = next_event(&state).await;
+            Python::attach(|py| report_callback_error(py, done.call1(py, (event,))));
+        });
+    }
+
+    /// Call `done(result_json, error_or_None)` from the engine's runtime when the build ends.
+    fn wait_then(&self, done: Py<PyAny>) {
+        let state = self.state.clone();
+        let build_id = self.build_id.clone();
+        runtime().spawn(async move {
+            let result = result(&state, &build_id).await;
+            Python::attach(|py| {
+                let (json, error) = outcome(&result);
+                report_callback_error(py, done.call1(py, (json, error)));
+            });
+        });
+    }
+}
+
+/// `done` hands a value to an event loop; if even that fails, Python's unraisable hook says so.
+fn report_callback_error(py: Python<'_>, outcome: PyResult<Py<PyAny>>) {
+    if let Err(e) = outcome {
+        e.write_unraisable(py, None);
+    }
+}
+
+/// Native part of `workz_build`.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Engine>()?;
+    m.add_class::<Build>()?;
+    m.add("__version__", workz::VERSION)?;
+    m.add("ABI_VERSION", 1u32)?;
+    m.add("PANIC_POINT_VAR", workz::testing::PANIC_POINT_VAR)?;
+    error::register(m)
+}
