@@ -34,3 +34,5 @@ echo "== C ABI: C program (plain and under valgrind), PHP FFI"
 tests/c/run.sh
 echo "== Python binding: pytest"
 bindings-python/run-tests.sh
+echo "== Node binding: node --test"
+bindings-node/run-tests.sh

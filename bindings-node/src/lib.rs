@@ -1,0 +1,239 @@
+//! The native half of `@workz/build`: conversions only. Requests and results cross as JSON
+//! text (`index.js` turns them into plain objects and `Error`s); the engine runs on the
+//! process-wide runtime and each Promise is settled from there on the JS thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{Buffer, Either, Object};
+use napi::{Env, JsDeferred};
+use napi_derive::napi;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use workz::embed::{catch_panic_unchecked, failure_of, request_from_json};
+use workz::engine::runtime;
+use workz::source::{FileBytes, SourceSpec};
+use workz::{BuildHandle, BuildRequest, BuildResult, Error, ErrorReport};
+
+/// A JS error carrying the engine's report as JSON in its message; `index.js` turns it into
+/// an `Error` with `code`, `family` and `hint`.
+fn js_error(report: &ErrorReport) -> napi::Error {
+    let json = serde_json::to_string(report).unwrap_or_else(|_| report.message.clone());
+    napi::Error::new(napi::Status::GenericFailure, format!("WORKZ:{json}"))
+}
+
+/// Run a call's body; an engine error or a panic becomes a JS error.
+fn guarded<T>(body: impl FnOnce() -> Result<T, ErrorReport>) -> napi::Result<T> {
+    match catch_panic_unchecked(|| Ok(body())) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(report)) => Err(js_error(&report)),
+        Err(panic) => Err(js_error(&panic.report())),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ErrorReport> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialising: {e}")).report())
+}
+
+fn request(
+    request_json: &str,
+    files: Option<BTreeMap<String, Either<String, Buffer>>>,
+) -> Result<BuildRequest, ErrorReport> {
+    let mut request = request_from_json(request_json)?;
+    if let Some(files) = files {
+        let map = files
+            .into_iter()
+            .map(|(path, contents)| {
+                let bytes = match contents {
+                    Either::A(text) => text.into_bytes(),
+                    Either::B(buffer) => buffer.to_vec(),
+                };
+                (path, FileBytes(bytes.into()))
+            })
+            .collect();
+        request.source = SourceSpec::Files(map);
+    }
+    Ok(request)
+}
+
+/// A Promise settled with `work`'s output, run on the engine's runtime.
+fn promise<F>(env: &Env, work: F) -> napi::Result<Object<'_>>
+where
+    F: std::future::Future<Output = Result<String, ErrorReport>> + Send + 'static,
+{
+    let (deferred, promise): (JsDeferred<String, _>, Object) = env.create_deferred()?;
+    runtime().spawn(async move {
+        // A panic in the work still settles the Promise.
+        let outcome = outcome_of(work).await;
+        match outcome {
+            Ok(value) => deferred.resolve(move |_| Ok(value)),
+            Err(report) => deferred.reject(js_error(&report)),
+        }
+    });
+    Ok(promise)
+}
+
+async fn outcome_of<F>(work: F) -> Result<String, ErrorReport>
+where
+    F: std::future::Future<Output = Result<String, ErrorReport>> + Send + 'static,
+{
+    match runtime().spawn(work).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => Err(workz::embed::panic_error(e.into_panic().as_ref()).report()),
+        Err(e) => Err(Error::Internal(e.to_string()).report()),
+    }
+}
+
+/// The engine.
+#[napi]
+pub struct Engine {
+    engine: workz::Engine,
+}
+
+#[napi]
+impl Engine {
+    /// An engine from an engine config JSON document ("" for the embedded defaults).
+    #[napi(constructor)]
+    pub fn new(config_json: String) -> napi::Result<Engine> {
+        guarded(|| Ok(Engine { engine: workz::embed::engine_from_json(&config_json)? }))
+    }
+
+    /// Queue a build and return its handle at once.
+    #[napi]
+    pub fn submit(
+        &self,
+        request_json: String,
+        files: Option<BTreeMap<String, Either<String, Buffer>>>,
+    ) -> napi::Result<Build> {
+        guarded(|| {
+            let handle = self.engine.submit(request(&request_json, files)?, None);
+            Ok(Build {
+                build_id: handle.build_id().to_string(),
+                cancel: handle.cancel_token(),
+                state: Arc::new(Mutex::new(BuildState::Running(Box::new(handle)))),
+            })
+        })
+    }
+
+    /// Explanation JSON: whether the next build would hit the cache and what changed.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn explain<'env>(
+        &self,
+        env: &'env Env,
+        request_json: String,
+        files: Option<BTreeMap<String, Either<String, Buffer>>>,
+    ) -> napi::Result<Object<'env>> {
+        let request = guarded(|| request(&request_json, files))?;
+        let engine = self.engine.clone();
+        promise(env, async move { to_json(&engine.explain(request).await?) })
+    }
+
+    /// Cache statistics JSON.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn cache_stats<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        let engine = self.engine.clone();
+        promise(env, async move { to_json(&engine.cache_stats().await?) })
+    }
+
+    /// Remove the entries matching a glob over `<app>/<target>/<key>`; how many (as a string).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn cache_invalidate<'env>(&self, env: &'env Env, pattern: String) -> napi::Result<Object<'env>> {
+        let engine = self.engine.clone();
+        promise(env, async move { Ok(engine.cache_invalidate(&pattern).await?.to_string()) })
+    }
+
+    /// Prune report JSON.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn cache_prune<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        let engine = self.engine.clone();
+        promise(env, async move { to_json(&engine.cache_prune().await?) })
+    }
+}
+
+enum BuildState {
+    Running(Box<BuildHandle>),
+    Ended(Box<BuildResult>),
+}
+
+/// A submitted build.
+#[napi]
+pub struct Build {
+    build_id: String,
+    cancel: CancellationToken,
+    state: Arc<Mutex<BuildState>>,
+}
+
+#[napi]
+impl Build {
+    #[napi(getter)]
+    pub fn build_id(&self) -> String {
+        self.build_id.clone()
+    }
+
+    /// Cancel the build (queued or running).
+    #[napi]
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The next event as JSON, or "" after the last one.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn next_event<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        let state = self.state.clone();
+        promise(env, async move {
+            Ok(match &mut *state.lock().await {
+                BuildState::Running(handle) => match handle.next_event().await {
+                    Some(record) => to_json(&record)?,
+                    None => String::new(),
+                },
+                BuildState::Ended(_) => String::new(),
+            })
+        })
+    }
+
+    /// The BuildResult JSON once the build ends, whatever its status; the same on later calls.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn wait<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        let state = self.state.clone();
+        let build_id = self.build_id.clone();
+        promise(env, async move {
+            let mut state = state.lock().await;
+            let placeholder = BuildState::Ended(Box::new(BuildResult::rejected(build_id, &Error::Cancelled)));
+            let result = match std::mem::replace(&mut *state, placeholder) {
+                BuildState::Ended(result) => result,
+                BuildState::Running(handle) => Box::new(handle.wait().await),
+            };
+            let json = to_json(&result);
+            *state = BuildState::Ended(result);
+            json
+        })
+    }
+}
+
+/// The error of a result JSON's build when it did not succeed, as the JSON of its report ("" if it succeeded).
+#[napi]
+pub fn failure_of_result(result_json: String) -> napi::Result<String> {
+    guarded(|| {
+        let result: BuildResult =
+            serde_json::from_str(&result_json).map_err(|e| Error::InvalidRequest(e.to_string()).report())?;
+        Ok(failure_of(&result).map(|r| to_json(&r)).transpose()?.unwrap_or_default())
+    })
+}
+
+/// The engine's version.
+#[napi]
+pub fn version() -> String {
+    workz::VERSION.to_string()
+}
+
+/// The ABI version of the binding.
+#[napi]
+pub fn abi_version() -> u32 {
+    1
+}
+
+/// The environment variable of the engine's test-only panic hook.
+#[napi]
+pub fn panic_point_var() -> String {
+    workz::testing::PANIC_POINT_VAR.to_string()
+}
