@@ -201,3 +201,17 @@ def test_a_panic_inside_the_engine_is_an_internal_error(engine, static_app, pani
     assert info.value.result.status == "failed"
     os.environ.pop(workz_build._native.PANIC_POINT_VAR)
     assert engine.build(static_app, force=True).succeeded
+
+
+def test_dropping_the_engine_cancels_its_builds(tmp_path):
+    import gc
+
+    engine = Engine({"cache": {"dir": str(tmp_path / "cache")}, "storage": {"artifactsDir": str(tmp_path / "a")}})
+    build = engine.submit(small_app("doomed"), app_config=SLOW_APP)
+    time.sleep(0.2)
+    started = time.monotonic()
+    del engine
+    gc.collect()
+    with pytest.raises(BuildCancelledError):
+        build.wait()
+    assert time.monotonic() - started < 15

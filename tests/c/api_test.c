@@ -1,7 +1,7 @@
 /*
  * The C ABI end to end, linked against the real libworkz_build: builds a fixture app, reads
- * its events, hits the cache, cancels a build, survives a panic inside the engine, and calls
- * every function with NULL and bad input. Run by tests/c/run.sh, also under valgrind.
+ * its events, hits the cache, cancels a build, survives a panic inside the engine, frees an
+ * engine while its build runs, and calls every function with NULL and bad input. Run by tests/c/run.sh, also under valgrind.
  *
  * usage: api_test SCRATCH_DIR FIXTURE_APP_DIR
  */
@@ -216,6 +216,19 @@ int main(int argc, char **argv) {
     unsetenv("WORKZ_BUILD_TEST_PANIC_AT");
     expect_ok(wz_engine_build(engine, request, NULL, NULL, &result), "a build after the panics");
     wz_string_free(&result);
+
+    /* 7. Freeing an engine while its build runs cancels the build; the handle still reports. */
+    wz_engine *doomed = NULL;
+    expect_ok(wz_engine_new(config, &doomed), "a second engine");
+    expect_ok(wz_engine_submit(doomed, slow, &build), "submit on the engine to be freed");
+    struct timespec settle = {0, 200 * 1000 * 1000};
+    nanosleep(&settle, NULL);
+    started = now();
+    wz_engine_free(&doomed);
+    expect_code(wz_build_wait(build, NULL, NULL, &result), "cancelled", "the build of a freed engine");
+    CHECK(now() - started < 15, "ended %.1fs after the engine was freed", now() - started);
+    wz_string_free(&result);
+    wz_build_free(&build);
 
     wz_engine_free(&engine);
     CHECK(engine == NULL, "wz_engine_free writes NULL back");

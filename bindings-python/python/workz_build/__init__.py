@@ -189,6 +189,14 @@ def _resolve(future: "asyncio.Future[Any]", value: Any) -> None:
         future.set_result(value)
 
 
+def _deliver(loop: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]", value: Any) -> None:
+    """Hand a value from the engine's thread to the loop that awaits it."""
+    try:
+        loop.call_soon_threadsafe(_resolve, future, value)
+    except RuntimeError:
+        pass  # the loop has closed: nobody awaits this any more
+
+
 class Build:
     """A submitted build: iterate its events, wait for its result, or cancel it."""
 
@@ -234,7 +242,7 @@ class Build:
         loop = asyncio.get_running_loop()
         while True:
             future: "asyncio.Future[Optional[str]]" = loop.create_future()
-            self._native.next_event_then(lambda value: loop.call_soon_threadsafe(_resolve, future, value))
+            self._native.next_event_then(lambda value: _deliver(loop, future, value))
             event = await future
             if event is None:
                 return
@@ -260,7 +268,7 @@ class Build:
 
     def _result_async(self, loop: asyncio.AbstractEventLoop) -> "asyncio.Future[Any]":
         future: "asyncio.Future[Any]" = loop.create_future()
-        self._native.wait_then(lambda result, error: loop.call_soon_threadsafe(_resolve, future, (result, error)))
+        self._native.wait_then(lambda result, error: _deliver(loop, future, (result, error)))
         return future
 
 

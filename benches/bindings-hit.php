@@ -1,0 +1,26 @@
+<?php
+// PHP FFI side of benches/bindings-hit.sh. usage: HEADER LIBRARY APP STATE RUNS
+[$_, $header, $library, $app, $state, $runs] = $argv;
+$ffi = FFI::cdef(file_get_contents($header), $library);
+$engine = $ffi->new("wz_engine *");
+$config = json_encode(["cache" => ["dir" => "$state/cache"], "storage" => ["artifactsDir" => "$state/artifacts"]]);
+if ($ffi->wz_engine_new($config, FFI::addr($engine)) !== null) exit(1);
+$request = json_encode(["source" => ["directory" => $app]]);
+$build = function () use ($ffi, $engine, $request) {
+    $out = $ffi->new("char *");
+    $err = $ffi->wz_engine_build($engine, $request, null, null, FFI::addr($out));
+    if ($err !== null) { fwrite(STDERR, $ffi->wz_error_message($err) . "\n"); exit(1); }
+    $result = json_decode(FFI::string($out), true);   // what the platform does with it
+    $ffi->wz_string_free(FFI::addr($out));
+    return $result;
+};
+$build();
+$times = [];
+for ($i = 0; $i < (int)$runs; $i++) {
+    $start = hrtime(true);
+    $result = $build();
+    $times[] = (hrtime(true) - $start) / 1e6;
+    if (!$result["cache"]["hit"]) exit(1);
+}
+sort($times);
+printf("%.3f\n", $times[intdiv(count($times), 2)]);
