@@ -5,7 +5,8 @@
 source "$(dirname "$0")/common.sh"
 need_apt php-cli python3-venv
 RUNS="${RUNS:-300}"
-cargo build --release --locked -p workz-build --example hit_loop -p workz-build-c --manifest-path "$ROOT/Cargo.toml" >&2
+cargo build --release --locked -p workz-build --example hit_loop --manifest-path "$ROOT/Cargo.toml" >&2
+cargo build --release --locked -p workz-build-c --manifest-path "$ROOT/Cargo.toml" >&2
 VENV="$HOME/.cache/workz-build/venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q 'maturin>=1.16,<2'

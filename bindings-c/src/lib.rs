@@ -120,6 +120,17 @@ unsafe fn out<'a, T>(arg: *mut *mut T, name: &str) -> Result<&'a mut *mut T> {
     Ok(slot)
 }
 
+/// Take back what `*slot` owns (if anything) and write NULL there: the body of every `*_free`.
+unsafe fn take_box<T>(slot: *mut *mut T) -> Option<Box<T>> {
+    if slot.is_null() {
+        return None;
+    }
+    // SAFETY: non-null; the pointee is NULL or a pointer from Box::into_raw in this library.
+    let owned = unsafe { std::mem::replace(&mut *slot, ptr::null_mut()) };
+    // SAFETY: from Box::into_raw, and NULL is written back so it is freed once.
+    (!owned.is_null()).then(|| unsafe { Box::from_raw(owned) })
+}
+
 unsafe fn engine_ref<'a>(engine: *const wz_engine) -> Result<&'a Engine> {
     // SAFETY: a non-null engine comes from wz_engine_new and is not yet freed (the contract).
     unsafe { engine.as_ref() }.map(|e| &e.engine).ok_or_else(|| invalid("engine is NULL"))
@@ -200,17 +211,7 @@ pub unsafe extern "C" fn wz_engine_new(config_json: *const c_char, engine_out: *
 /// running on it are cancelled. Do not call while another thread uses the engine.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wz_engine_free(engine: *mut *mut wz_engine) {
-    guard_value((), || {
-        if engine.is_null() {
-            return;
-        }
-        // SAFETY: non-null; the pointee is NULL or an engine from wz_engine_new.
-        let owned = unsafe { std::mem::replace(&mut *engine, ptr::null_mut()) };
-        if !owned.is_null() {
-            // SAFETY: the engine came from Box::into_raw in wz_engine_new and is freed once.
-            drop(unsafe { Box::from_raw(owned) });
-        }
-    })
+    guard_value((), || drop(unsafe { take_box(engine) }))
 }
 
 /// Build and wait. `request_json` is a BuildRequest (`{"source": {"directory": "/path"}}` or
@@ -347,17 +348,7 @@ pub unsafe extern "C" fn wz_build_cancel(build: *const wz_build) -> *mut wz_erro
 /// still running goes on (cancel it first to stop it).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wz_build_free(build: *mut *mut wz_build) {
-    guard_value((), || {
-        if build.is_null() {
-            return;
-        }
-        // SAFETY: non-null; the pointee is NULL or a handle from wz_engine_submit.
-        let owned = unsafe { std::mem::replace(&mut *build, ptr::null_mut()) };
-        if !owned.is_null() {
-            // SAFETY: from Box::into_raw in wz_engine_submit, freed once.
-            drop(unsafe { Box::from_raw(owned) });
-        }
-    })
+    guard_value((), || drop(unsafe { take_box(build) }))
 }
 
 /// Whether the next build of `request_json` would hit the cache, and if not, what changed:
@@ -467,17 +458,7 @@ pub unsafe extern "C" fn wz_error_hint(error: *const wz_error) -> *const c_char 
 /// Free an error and write NULL back; NULL and `*error == NULL` are ignored.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wz_error_free(error: *mut *mut wz_error) {
-    guard_value((), || {
-        if error.is_null() {
-            return;
-        }
-        // SAFETY: non-null; the pointee is NULL or an error from this library.
-        let owned = unsafe { std::mem::replace(&mut *error, ptr::null_mut()) };
-        if !owned.is_null() {
-            // SAFETY: from Box::into_raw in error_object, freed once.
-            drop(unsafe { Box::from_raw(owned) });
-        }
-    })
+    guard_value((), || drop(unsafe { take_box(error) }))
 }
 
 /// Free a string this library returned and write NULL back; NULL and `*string == NULL` are
