@@ -17,12 +17,10 @@
 
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr;
-use std::sync::Mutex;
 
-use tokio_util::sync::CancellationToken;
-use workz::embed::{catch_panic_unchecked, failure_of, request_from_json, wait_delivering_events};
+use workz::embed::{SharedBuild, catch_panic, failure_of, request_from_json};
 use workz::engine::block_on;
-use workz::{BuildHandle, BuildResult, Engine, Error, ErrorReport, EventRecord};
+use workz::{BuildResult, Engine, Error, ErrorReport, EventRecord};
 
 /// What an exported body returns: its error as the report that becomes a `wz_error`.
 type Result<T> = std::result::Result<T, ErrorReport>;
@@ -38,15 +36,9 @@ pub struct wz_engine {
 /// A build submitted with `wz_engine_submit`. `wz_build_cancel` may be called from any
 /// thread; the other functions on one build must not run concurrently with each other.
 pub struct wz_build {
+    /// The id as a C string, borrowed out by `wz_build_id`.
     build_id: CString,
-    cancel: CancellationToken,
-    state: Mutex<BuildState>,
-}
-
-/// A build handle until the build ends, then its result.
-enum BuildState {
-    Running(Box<BuildHandle>),
-    Ended(Box<BuildResult>),
+    build: SharedBuild,
 }
 
 /// An error: a stable code, a family, a message and maybe a hint. Owned by the caller,
@@ -86,7 +78,7 @@ fn invalid(message: impl Into<String>) -> ErrorReport {
 
 /// Run an exported function's body: its error, or a panic inside it, becomes an error object.
 fn guard(body: impl FnOnce() -> Result<()>) -> *mut wz_error {
-    match catch_panic_unchecked(|| Ok(body())) {
+    match catch_panic(|| Ok(body())) {
         Ok(Ok(())) => ptr::null_mut(),
         Ok(Err(report)) => error_object(report),
         Err(panic) => error_object(panic.report()),
@@ -117,6 +109,14 @@ unsafe fn out<'a, T>(arg: *mut *mut T, name: &str) -> Result<&'a mut *mut T> {
     // SAFETY: non-null, and the caller passes a writable pointer (the header's contract).
     let slot = unsafe { &mut *arg };
     *slot = ptr::null_mut();
+    Ok(slot)
+}
+
+/// A required out-parameter of plain data, zeroed (set to its default) first.
+unsafe fn out_value<'a, T: Default>(arg: *mut T, name: &str) -> Result<&'a mut T> {
+    // SAFETY: a non-null out-parameter is writable (the header's contract).
+    let slot = unsafe { arg.as_mut() }.ok_or_else(|| invalid(format!("{name} is NULL")))?;
+    *slot = T::default();
     Ok(slot)
 }
 
@@ -232,8 +232,8 @@ pub unsafe extern "C" fn wz_engine_build(
         let slot = unsafe { out(result_json_out, "result_json_out") }?;
         let engine = unsafe { engine_ref(engine) }?;
         let request = request_from_json(unsafe { text(request_json, "request_json") }?)?;
-        let handle = engine.submit(request, None);
-        let result = wait_delivering_events(handle, deliver(Callback::new(on_event, user_data)));
+        let build = SharedBuild::new(engine.submit(request, None));
+        let result = build.wait_delivering_events(deliver(Callback::new(on_event, user_data)));
         *slot = json(&result)?.into_raw();
         outcome_error(&result)
     })
@@ -252,13 +252,8 @@ pub unsafe extern "C" fn wz_engine_submit(
         let slot = unsafe { out(build_out, "build_out") }?;
         let engine = unsafe { engine_ref(engine) }?;
         let request = request_from_json(unsafe { text(request_json, "request_json") }?)?;
-        let handle = engine.submit(request, None);
-        let build = wz_build {
-            build_id: cstring(handle.build_id()),
-            cancel: handle.cancel_token(),
-            state: Mutex::new(BuildState::Running(Box::new(handle))),
-        };
-        *slot = Box::into_raw(Box::new(build));
+        let build = SharedBuild::new(engine.submit(request, None));
+        *slot = Box::into_raw(Box::new(wz_build { build_id: cstring(build.build_id()), build }));
         Ok(())
     })
 }
@@ -279,24 +274,9 @@ pub unsafe extern "C" fn wz_build_poll(
     finished_out: *mut bool,
 ) -> *mut wz_error {
     guard(|| {
-        if finished_out.is_null() {
-            return Err(invalid("finished_out is NULL"));
-        }
-        // SAFETY: non-null and writable (the contract).
-        unsafe { *finished_out = false };
+        let finished = unsafe { out_value(finished_out, "finished_out") }?;
         let build = unsafe { build_ref(build) }?;
-        let mut state = build.state.lock().map_err(|_| invalid("the build handle is poisoned"))?;
-        let mut on_event = deliver(Callback::new(on_event, user_data));
-        if let BuildState::Running(handle) = &mut *state {
-            while let Some(record) = handle.try_next_event() {
-                on_event(&record);
-            }
-            if let Some(result) = handle.try_wait() {
-                *state = BuildState::Ended(Box::new(result));
-            }
-        }
-        // SAFETY: as above.
-        unsafe { *finished_out = matches!(*state, BuildState::Ended(_)) };
+        *finished = build.build.poll(deliver(Callback::new(on_event, user_data))).is_some();
         Ok(())
     })
 }
@@ -315,23 +295,10 @@ pub unsafe extern "C" fn wz_build_wait(
     guard(|| {
         let slot = unsafe { out(result_json_out, "result_json_out") }?;
         let build = unsafe { build_ref(build) }?;
-        let mut state = build.state.lock().map_err(|_| invalid("the build handle is poisoned"))?;
-        let placeholder = BuildState::Ended(Box::new(BuildResult::rejected(build_id_of(build), &Error::Cancelled)));
-        let result = match std::mem::replace(&mut *state, placeholder) {
-            BuildState::Ended(result) => result,
-            BuildState::Running(handle) => {
-                Box::new(wait_delivering_events(*handle, deliver(Callback::new(on_event, user_data))))
-            }
-        };
+        let result = build.build.wait_delivering_events(deliver(Callback::new(on_event, user_data)));
         *slot = json(&result)?.into_raw();
-        let error = outcome_error(&result);
-        *state = BuildState::Ended(result);
-        error
+        outcome_error(&result)
     })
-}
-
-fn build_id_of(build: &wz_build) -> String {
-    build.build_id.to_string_lossy().into_owned()
 }
 
 /// Cancel the build (queued or running); its result then has status "cancelled". Thread-safe:
@@ -339,7 +306,7 @@ fn build_id_of(build: &wz_build) -> String {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wz_build_cancel(build: *const wz_build) -> *mut wz_error {
     guard(|| {
-        unsafe { build_ref(build) }?.cancel.cancel();
+        unsafe { build_ref(build) }?.build.cancel();
         Ok(())
     })
 }
@@ -394,16 +361,10 @@ pub unsafe extern "C" fn wz_engine_cache_invalidate(
     removed_out: *mut u64,
 ) -> *mut wz_error {
     guard(|| {
-        if removed_out.is_null() {
-            return Err(invalid("removed_out is NULL"));
-        }
-        // SAFETY: non-null and writable (the contract).
-        unsafe { *removed_out = 0 };
+        let removed = unsafe { out_value(removed_out, "removed_out") }?;
         let engine = unsafe { engine_ref(engine) }?;
         let pattern = unsafe { text(pattern, "pattern") }?;
-        let removed = block_on(engine.cache_invalidate(pattern))?;
-        // SAFETY: as above.
-        unsafe { *removed_out = removed };
+        *removed = block_on(engine.cache_invalidate(pattern))?;
         Ok(())
     })
 }

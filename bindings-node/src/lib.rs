@@ -3,17 +3,14 @@
 //! process-wide runtime and each Promise is settled from there on the JS thread.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use napi::bindgen_prelude::{Buffer, Either, Object};
 use napi::{Env, JsDeferred};
 use napi_derive::napi;
-use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
-use workz::embed::{catch_panic_unchecked, failure_of, request_from_json};
+use workz::embed::{SharedBuild, catch_panic, catch_panic_async, failure_of, request_from_json};
 use workz::engine::runtime;
 use workz::source::{FileBytes, SourceSpec};
-use workz::{BuildHandle, BuildRequest, BuildResult, Error, ErrorReport};
+use workz::{BuildRequest, BuildResult, Error, ErrorReport};
 
 /// A JS error carrying the engine's report as JSON in its message; `index.js` turns it into
 /// an `Error` with `code`, `family` and `hint`.
@@ -24,7 +21,7 @@ fn js_error(report: &ErrorReport) -> napi::Error {
 
 /// Run a call's body; an engine error or a panic becomes a JS error.
 fn guarded<T>(body: impl FnOnce() -> Result<T, ErrorReport>) -> napi::Result<T> {
-    match catch_panic_unchecked(|| Ok(body())) {
+    match catch_panic(|| Ok(body())) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(report)) => Err(js_error(&report)),
         Err(panic) => Err(js_error(&panic.report())),
@@ -64,24 +61,12 @@ where
     let (deferred, promise): (JsDeferred<String, _>, Object) = env.create_deferred()?;
     runtime().spawn(async move {
         // A panic in the work still settles the Promise.
-        let outcome = outcome_of(work).await;
-        match outcome {
+        match catch_panic_async(work).await.unwrap_or_else(|panic| Err(panic.report())) {
             Ok(value) => deferred.resolve(move |_| Ok(value)),
             Err(report) => deferred.reject(js_error(&report)),
         }
     });
     Ok(promise)
-}
-
-async fn outcome_of<F>(work: F) -> Result<String, ErrorReport>
-where
-    F: std::future::Future<Output = Result<String, ErrorReport>> + Send + 'static,
-{
-    match runtime().spawn(work).await {
-        Ok(outcome) => outcome,
-        Err(e) if e.is_panic() => Err(workz::embed::panic_error(e.into_panic().as_ref()).report()),
-        Err(e) => Err(Error::Internal(e.to_string()).report()),
-    }
 }
 
 /// The engine.
@@ -105,14 +90,7 @@ impl Engine {
         request_json: String,
         files: Option<BTreeMap<String, Either<String, Buffer>>>,
     ) -> napi::Result<Build> {
-        guarded(|| {
-            let handle = self.engine.submit(request(&request_json, files)?, None);
-            Ok(Build {
-                build_id: handle.build_id().to_string(),
-                cancel: handle.cancel_token(),
-                state: Arc::new(Mutex::new(BuildState::Running(Box::new(handle)))),
-            })
-        })
+        guarded(|| Ok(Build { build: SharedBuild::new(self.engine.submit(request(&request_json, files)?, None)) }))
     }
 
     /// Explanation JSON: whether the next build would hit the cache and what changed.
@@ -150,63 +128,42 @@ impl Engine {
     }
 }
 
-enum BuildState {
-    Running(Box<BuildHandle>),
-    Ended(Box<BuildResult>),
-}
-
 /// A submitted build.
 #[napi]
 pub struct Build {
-    build_id: String,
-    cancel: CancellationToken,
-    state: Arc<Mutex<BuildState>>,
+    build: SharedBuild,
 }
 
 #[napi]
 impl Build {
     #[napi(getter)]
     pub fn build_id(&self) -> String {
-        self.build_id.clone()
+        self.build.build_id().to_string()
     }
 
     /// Cancel the build (queued or running).
     #[napi]
     pub fn cancel(&self) {
-        self.cancel.cancel();
+        self.build.cancel();
     }
 
     /// The next event as JSON, or "" after the last one.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn next_event<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let state = self.state.clone();
+        let build = self.build.clone();
         promise(env, async move {
-            Ok(match &mut *state.lock().await {
-                BuildState::Running(handle) => match handle.next_event().await {
-                    Some(record) => to_json(&record)?,
-                    None => String::new(),
-                },
-                BuildState::Ended(_) => String::new(),
-            })
+            match build.next_event().await {
+                Some(record) => to_json(&record),
+                None => Ok(String::new()),
+            }
         })
     }
 
     /// The BuildResult JSON once the build ends, whatever its status; the same on later calls.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn wait<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let state = self.state.clone();
-        let build_id = self.build_id.clone();
-        promise(env, async move {
-            let mut state = state.lock().await;
-            let placeholder = BuildState::Ended(Box::new(BuildResult::rejected(build_id, &Error::Cancelled)));
-            let result = match std::mem::replace(&mut *state, placeholder) {
-                BuildState::Ended(result) => result,
-                BuildState::Running(handle) => Box::new(handle.wait().await),
-            };
-            let json = to_json(&result);
-            *state = BuildState::Ended(result);
-            json
-        })
+        let build = self.build.clone();
+        promise(env, async move { to_json(&build.result().await) })
     }
 }
 

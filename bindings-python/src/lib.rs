@@ -5,22 +5,19 @@
 mod error;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
-use workz::embed::{catch_panic_unchecked, failure_of, request_from_json};
+use workz::embed::{SharedBuild, catch_panic, failure_of, request_from_json};
 use workz::engine::{block_on, runtime};
 use workz::source::{FileBytes, SourceSpec};
-use workz::{BuildHandle, BuildRequest, BuildResult, Error, ErrorReport};
+use workz::{BuildRequest, BuildResult, Error, ErrorReport};
 
 use crate::error::to_py_err;
 
 /// Run a method's body; an engine error or a panic becomes the matching exception.
 fn guarded<T>(body: impl FnOnce() -> Result<T, ErrorReport>) -> PyResult<T> {
-    match catch_panic_unchecked(|| Ok(body())) {
+    match catch_panic(|| Ok(body())) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(report)) => Err(to_py_err(report)),
         Err(panic) => Err(to_py_err(panic.report())),
@@ -73,14 +70,7 @@ impl Engine {
     /// Queue a build and return its handle at once.
     #[pyo3(signature = (request_json, files=None))]
     fn submit(&self, request_json: &str, files: Option<&Bound<'_, PyDict>>) -> PyResult<Build> {
-        guarded(|| {
-            let handle = self.engine.submit(request(request_json, files)?, None);
-            Ok(Build {
-                build_id: handle.build_id().to_string(),
-                cancel: handle.cancel_token(),
-                state: Arc::new(Mutex::new(BuildState::Running(Box::new(handle)))),
-            })
-        })
+        guarded(|| Ok(Build { build: SharedBuild::new(self.engine.submit(request(request_json, files)?, None)) }))
     }
 
     /// Explanation JSON: whether the next build would hit the cache and what changed.
@@ -107,29 +97,9 @@ impl Engine {
     }
 }
 
-enum BuildState {
-    Running(Box<BuildHandle>),
-    Ended(Box<BuildResult>),
-}
-
 /// Next event JSON, or None after the last one.
-async fn next_event(state: &Mutex<BuildState>) -> Option<String> {
-    match &mut *state.lock().await {
-        BuildState::Running(handle) => handle.next_event().await.and_then(|record| to_json(&record).ok()),
-        BuildState::Ended(_) => None,
-    }
-}
-
-/// The result, waiting for the build to end; the same result on later calls.
-async fn result(state: &Mutex<BuildState>, build_id: &str) -> BuildResult {
-    let mut state = state.lock().await;
-    let placeholder = || BuildState::Ended(Box::new(BuildResult::rejected(build_id.to_string(), &Error::Cancelled)));
-    let result = match std::mem::replace(&mut *state, placeholder()) {
-        BuildState::Ended(result) => result,
-        BuildState::Running(handle) => Box::new(handle.wait().await),
-    };
-    *state = BuildState::Ended(result.clone());
-    *result
+async fn next_event(build: &SharedBuild) -> Option<String> {
+    build.next_event().await.and_then(|record| to_json(&record).ok())
 }
 
 /// `(result_json, error)`: the error is set when the build did not succeed.
@@ -141,49 +111,46 @@ fn outcome(result: &BuildResult) -> (String, Option<PyErr>) {
 /// A submitted build. `cancel` may be called from any thread.
 #[pyclass(frozen, module = "workz_build._native")]
 struct Build {
-    build_id: String,
-    cancel: CancellationToken,
-    state: Arc<Mutex<BuildState>>,
+    build: SharedBuild,
 }
 
 #[pymethods]
 impl Build {
     #[getter]
     fn build_id(&self) -> &str {
-        &self.build_id
+        self.build.build_id()
     }
 
     /// Cancel the build (queued or running).
     fn cancel(&self) {
-        self.cancel.cancel();
+        self.build.cancel();
     }
 
     /// The next event as JSON, waiting with the GIL released; None after the last.
     fn next_event(&self, py: Python<'_>) -> Option<String> {
-        py.detach(|| block_on(next_event(&self.state)))
+        py.detach(|| block_on(next_event(&self.build)))
     }
 
     /// `(result_json, error_or_None)`, waiting with the GIL released.
     fn wait(&self, py: Python<'_>) -> (String, Option<PyErr>) {
-        let result = py.detach(|| block_on(result(&self.state, &self.build_id)));
+        let result = py.detach(|| block_on(self.build.result()));
         outcome(&result)
     }
 
     /// Call `done(event_json_or_None)` from the engine's runtime when the next event arrives.
     fn next_event_then(&self, done: Py<PyAny>) {
-        let state = self.state.clone();
+        let build = self.build.clone();
         runtime().spawn(async move {
-            let event = next_event(&state).await;
+            let event = next_event(&build).await;
             Python::attach(|py| report_callback_error(py, done.call1(py, (event,))));
         });
     }
 
     /// Call `done(result_json, error_or_None)` from the engine's runtime when the build ends.
     fn wait_then(&self, done: Py<PyAny>) {
-        let state = self.state.clone();
-        let build_id = self.build_id.clone();
+        let build = self.build.clone();
         runtime().spawn(async move {
-            let result = result(&state, &build_id).await;
+            let result = build.result().await;
             Python::attach(|py| {
                 let (json, error) = outcome(&result);
                 report_callback_error(py, done.call1(py, (json, error)));

@@ -1,7 +1,14 @@
 //! What every binding (C, Python, Node) needs from the engine, so that each of them only
-//! converts: engines and requests from JSON, and panics turned into `internal` errors.
+//! converts: engines and requests from JSON, a build handle that several callers can share,
+//! and panics turned into `internal` errors.
 
-use std::panic::{AssertUnwindSafe, UnwindSafe};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
 use crate::engine::{BuildHandle, Engine, block_on};
@@ -30,15 +37,85 @@ pub fn request_from_json(request_json: &str) -> Result<BuildRequest> {
     })
 }
 
-/// Wait for a submitted build on the calling thread, handing it each event as it arrives
-/// (hosts such as PHP and Python may only be called back on their own thread).
-pub fn wait_delivering_events(mut handle: BuildHandle, mut on_event: impl FnMut(&EventRecord)) -> BuildResult {
-    block_on(async move {
-        while let Some(record) = handle.next_event().await {
-            on_event(&record);
+/// A submitted build as the bindings hold it: shared between the host's threads (or its event
+/// loop and the engine's runtime), events in order, then a result that stays readable after
+/// the build ended.
+#[derive(Clone)]
+pub struct SharedBuild {
+    build_id: Arc<str>,
+    cancel: CancellationToken,
+    state: Arc<Mutex<BuildState>>,
+}
+
+enum BuildState {
+    Running(Box<BuildHandle>),
+    Ended(Box<BuildResult>),
+}
+
+impl SharedBuild {
+    pub fn new(handle: BuildHandle) -> SharedBuild {
+        SharedBuild {
+            build_id: handle.build_id().into(),
+            cancel: handle.cancel_token(),
+            state: Arc::new(Mutex::new(BuildState::Running(Box::new(handle)))),
         }
-        handle.wait().await
-    })
+    }
+
+    pub fn build_id(&self) -> &str {
+        &self.build_id
+    }
+
+    /// Cancel the build (queued or running); never waits, so any thread may call it.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The next event, waiting for it; `None` after the last one.
+    pub async fn next_event(&self) -> Option<EventRecord> {
+        match &mut *self.state.lock().await {
+            BuildState::Running(handle) => handle.next_event().await,
+            BuildState::Ended(_) => None,
+        }
+    }
+
+    /// The events that have arrived, and the result if the build has ended, without waiting
+    /// (nothing while another caller is waiting on this build).
+    pub fn poll(&self, mut on_event: impl FnMut(&EventRecord)) -> Option<BuildResult> {
+        let mut state = self.state.try_lock().ok()?;
+        let result = match &mut *state {
+            BuildState::Ended(result) => return Some((**result).clone()),
+            BuildState::Running(handle) => {
+                while let Some(record) = handle.try_next_event() {
+                    on_event(&record);
+                }
+                handle.try_wait()?
+            }
+        };
+        *state = BuildState::Ended(Box::new(result.clone()));
+        Some(result)
+    }
+
+    /// The result, waiting for the build to end; the same result on later calls.
+    pub async fn result(&self) -> BuildResult {
+        let mut state = self.state.lock().await;
+        let result = match &mut *state {
+            BuildState::Ended(result) => return (**result).clone(),
+            BuildState::Running(handle) => handle.result().await,
+        };
+        *state = BuildState::Ended(Box::new(result.clone()));
+        result
+    }
+
+    /// Wait on the calling thread, handing each event to `on_event` there as it arrives
+    /// (hosts such as PHP and Python may only be called back on their own thread).
+    pub fn wait_delivering_events(&self, mut on_event: impl FnMut(&EventRecord)) -> BuildResult {
+        block_on(async {
+            while let Some(record) = self.next_event().await {
+                on_event(&record);
+            }
+            self.result().await
+        })
+    }
 }
 
 /// The error of a build that did not succeed, as bindings raise it.
@@ -50,14 +127,17 @@ pub fn failure_of(result: &BuildResult) -> Option<ErrorReport> {
     }
 }
 
-/// Run `f`; a panic becomes an `internal` error instead of unwinding into the host.
-pub fn catch_panic<T>(f: impl FnOnce() -> Result<T> + UnwindSafe) -> Result<T> {
-    std::panic::catch_unwind(f).unwrap_or_else(|payload| Err(panic_error(payload.as_ref())))
+/// Run `f`; a panic becomes an `internal` error instead of unwinding into the host. (Not
+/// `UnwindSafe`-bound: after a panic the host only gets the error, never the half-updated
+/// state, and every lock the bindings hold is released by then.)
+pub fn catch_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload.as_ref())))
 }
 
-/// [`catch_panic`] for closures that capture references to the caller's state.
-pub fn catch_panic_unchecked<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    catch_panic(AssertUnwindSafe(f))
+/// Await `work`; a panic inside it becomes an `internal` error (the pipeline of every build
+/// and the bindings' Promise-backed calls run under this).
+pub async fn catch_panic_async<T>(work: impl std::future::Future<Output = T>) -> Result<T> {
+    AssertUnwindSafe(work).catch_unwind().await.map_err(|payload| panic_error(payload.as_ref()))
 }
 
 /// The `internal` error for a caught panic, with its message.

@@ -7,7 +7,6 @@
 //! recorded in the build history and a `finished` event is sent.
 
 use std::collections::BinaryHeap;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -269,19 +268,25 @@ impl BuildHandle {
         match self.result.try_recv() {
             Ok(result) => Some(result),
             Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(BuildResult::rejected(
-                self.build_id.clone(),
-                &Error::internal("the build task ended without a result"),
-            )),
+            Err(oneshot::error::TryRecvError::Closed) => Some(self.lost()),
         }
     }
 
     /// Wait for the result.
-    pub async fn wait(self) -> BuildResult {
-        let build_id = self.build_id.clone();
-        self.result.await.unwrap_or_else(|_| {
-            BuildResult::rejected(build_id, &Error::internal("the build task ended without a result"))
-        })
+    pub async fn wait(mut self) -> BuildResult {
+        self.result().await
+    }
+
+    /// Wait for the result, keeping the handle (call once: the result is handed over).
+    pub async fn result(&mut self) -> BuildResult {
+        match (&mut self.result).await {
+            Ok(result) => result,
+            Err(_) => self.lost(),
+        }
+    }
+
+    fn lost(&self) -> BuildResult {
+        BuildResult::rejected(self.build_id.clone(), &Error::internal("the build task ended without a result"))
     }
 }
 
@@ -450,9 +455,7 @@ async fn run_build(
             events.emit(BuildEvent::Started);
             let started = tokio::time::Instant::now();
             // A panic in a stage fails this build with `internal`; the engine and its host live on.
-            let run = AssertUnwindSafe(shared.pipeline.run(&mut ctx, None))
-                .catch_unwind()
-                .map(|outcome| outcome.unwrap_or_else(|payload| Err(crate::embed::panic_error(payload.as_ref()))));
+            let run = crate::embed::catch_panic_async(shared.pipeline.run(&mut ctx, None)).map(|outcome| outcome?);
             tokio::pin!(run);
             let warn_at = tokio::time::sleep_until(started + warning);
             tokio::pin!(warn_at);

@@ -14,6 +14,7 @@ that does not succeed raises a ``WorkzBuildError`` subclass whose ``result`` is 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 from dataclasses import dataclass, field
@@ -140,7 +141,7 @@ class BuildResult:
 
     def to_dict(self) -> Dict[str, Any]:
         """The result as the engine serialises it (the CLI's ``--json`` shape)."""
-        return json.loads(json.dumps(self._raw))
+        return copy.deepcopy(self._raw)
 
 
 def _config_json(config: Union[None, str, Mapping[str, Any]]) -> str:
