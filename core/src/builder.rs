@@ -110,6 +110,7 @@ impl BuilderRegistry {
         let mut registry = BuilderRegistry::default();
         registry.register(Arc::new(crate::builders::StaticSiteBuilder));
         registry.register(Arc::new(crate::builders::JavascriptBuilder));
+        registry.register(Arc::new(crate::builders::FlutterBuilder));
         registry
     }
 

@@ -262,6 +262,7 @@ impl Default for PlatformsConfig {
                 flutter_version: None,
                 dart_version: None,
                 build_tools: vec!["webpack".into(), "babel".into(), "terser".into()],
+                sdk_path: None,
                 inject_dependencies: BTreeMap::new(),
                 browsers: None,
             },
@@ -272,6 +273,7 @@ impl Default for PlatformsConfig {
                 flutter_version: Some("3.16.x".into()),
                 dart_version: Some("3.2.x".into()),
                 build_tools: vec!["flutter".into(), "dart".into()],
+                sdk_path: None,
                 inject_dependencies: BTreeMap::new(),
                 browsers: None,
             },
@@ -282,6 +284,7 @@ impl Default for PlatformsConfig {
                 flutter_version: None,
                 dart_version: None,
                 build_tools: Vec::new(),
+                sdk_path: None,
                 inject_dependencies: BTreeMap::new(),
                 browsers: None,
             },
@@ -312,6 +315,9 @@ pub struct PlatformConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dart_version: Option<String>,
     pub build_tools: Vec<String>,
+    /// Ours: the SDK to use (flutter: its root, with `bin/flutter`); default: the tool on PATH.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdk_path: Option<PathBuf>,
     /// Ours: dependencies the platform adds to every app of this type (the document's
     /// "inject workz-sdk" step), package → version range. Empty by default.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -661,6 +667,20 @@ pub struct FlutterBuildConfig {
     pub web_renderer: WebRenderer,
     pub target_platform: Option<String>,
     pub build_mode: BuildMode,
+    /// Ours: `flutter build web --wasm` (Flutter 3.22+).
+    pub wasm: bool,
+    /// Ours: `--tree-shake-icons` (on, as the document's web build has it).
+    pub tree_shake_icons: bool,
+    /// Ours: Android `--split-per-abi` (one APK per ABI).
+    pub split_per_abi: bool,
+    /// Ours: Android ABIs (`arm64-v8a`, `armeabi-v7a`, `x86_64`), mapped to `--target-platform`.
+    pub target_abis: Vec<String>,
+    /// Ours: also build an Android App Bundle (`.aab`).
+    pub app_bundle: bool,
+    /// Ours: sign the iOS build (off: `--no-codesign`).
+    pub codesign: bool,
+    /// Ours: with `codesign`, build an `.ipa` exported this way (`ad-hoc`, `app-store`, `development`, `enterprise`).
+    pub export_method: Option<String>,
 }
 
 impl Default for FlutterBuildConfig {
@@ -669,6 +689,13 @@ impl Default for FlutterBuildConfig {
             web_renderer: WebRenderer::Canvaskit,
             target_platform: None,
             build_mode: BuildMode::Release,
+            wasm: false,
+            tree_shake_icons: true,
+            split_per_abi: false,
+            target_abis: Vec::new(),
+            app_bundle: false,
+            codesign: false,
+            export_method: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::builders::flutter::FlutterError;
 pub use crate::cache::CacheError;
 pub use crate::config::ConfigError;
 pub use crate::process::ProcessError;
@@ -65,11 +66,12 @@ impl Family {
             | "unsupported_target"
             | "platform_disabled" => Family::Validation,
             c if c.starts_with("source_") => Family::Validation,
-            "registry_unreachable" | "lockfile_mismatch" => Family::Dependency,
+            "registry_unreachable" | "lockfile_mismatch" | "flutter_sdk_version_conflict" => Family::Dependency,
             c if c.starts_with("dependency_") => Family::Dependency,
             "toolchain_missing" | "process_spawn_failed" | "process_failed" | "platform_requirement_unmet" => {
                 Family::Toolchain
             }
+            c if c.starts_with("flutter_") => Family::Toolchain,
             "build_failed" | "artifact_missing" | "artifact_name_invalid" => Family::Build,
             "timed_out" | "process_timed_out" => Family::Timeout,
             "cancelled" => Family::Cancelled,
@@ -239,6 +241,8 @@ pub enum Error {
     Build(#[from] BuildError),
     #[error(transparent)]
     Dependency(#[from] DependencyError),
+    #[error(transparent)]
+    Flutter(#[from] FlutterError),
     #[error("the build was cancelled")]
     Cancelled,
     #[error("the build timed out after {}s", .0.as_secs())]
@@ -260,6 +264,7 @@ impl Error {
             Error::Process(e) => e.code(),
             Error::Build(e) => e.code(),
             Error::Dependency(e) => e.code(),
+            Error::Flutter(e) => e.code(),
             Error::Cancelled => "cancelled",
             Error::TimedOut(_) => "timed_out",
             Error::InvalidRequest(_) => "invalid_request",
@@ -276,6 +281,7 @@ impl Error {
             Error::Dependency(DependencyError::RegistryUnreachable { .. }) => Category::Infrastructure,
             Error::Dependency(DependencyError::InstallFailed { .. }) => Category::Toolchain,
             Error::Dependency(_) => Category::User,
+            Error::Flutter(e) => e.category(),
             Error::Cancelled => Category::User,
             Error::TimedOut(_) => Category::Infrastructure,
             Error::Internal(_) => Category::Internal,
@@ -292,6 +298,7 @@ impl Error {
             Error::Process(e) => e.hint(),
             Error::Build(e) => e.hint(),
             Error::Dependency(e) => e.hint(),
+            Error::Flutter(e) => e.hint(),
             Error::Cancelled => None,
             Error::TimedOut(_) => Some(
                 "Check the build worker's resources (CPU with `top`, disk with `df -h`, memory with `free -h`); \
@@ -310,6 +317,7 @@ impl Error {
             Error::Cache(e) => e.is_retryable(),
             Error::Store(e) => e.is_retryable(),
             Error::Dependency(DependencyError::RegistryUnreachable { .. }) => true,
+            Error::Flutter(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -392,6 +400,10 @@ pub const ALL_CODES: &[&str] = &[
     "lockfile_mismatch",
     "dependency_install_failed",
     "dependency_manifest_invalid",
+    "flutter_gradle_failed",
+    "flutter_sdk_version_conflict",
+    "flutter_canvaskit_unavailable",
+    "flutter_signing_failed",
     "cancelled",
     "timed_out",
     "invalid_request",

@@ -18,6 +18,18 @@ struct Stamp {
     path: PathBuf,
     size: u64,
     mtime_ns: i128,
+    /// Size and mtime of the files that hold the version of an SDK whose launcher script is
+    /// the same in every release (flutter's `bin/flutter`).
+    #[serde(default)]
+    version_files: Vec<(PathBuf, u64, i128)>,
+}
+
+/// Launchers whose SDK keeps its version in other files, relative to the launcher's directory.
+const VERSION_FILES: &[(&str, &[&str])] = &[("flutter", &["../version", "cache/flutter.version.json"])];
+
+fn file_stamp(path: &Path) -> Option<(u64, i128)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -30,12 +42,16 @@ fn stamp(program: &str) -> Option<Stamp> {
     let path_var = std::env::var_os("PATH")?;
     let found = std::env::split_paths(&path_var).map(|d| d.join(program)).find(|p| p.is_file())?;
     let real = std::fs::canonicalize(&found).ok()?;
-    let meta = std::fs::metadata(&real).ok()?;
-    Some(Stamp {
-        path: real,
-        size: meta.len(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-    })
+    let (size, mtime_ns) = file_stamp(&real)?;
+    let name = real.file_name()?.to_str()?;
+    let dir = real.parent()?;
+    let version_files = VERSION_FILES
+        .iter()
+        .filter(|(launcher, _)| *launcher == name)
+        .flat_map(|(_, files)| files.iter())
+        .filter_map(|f| file_stamp(&dir.join(f)).map(|(size, mtime)| (dir.join(f), size, mtime)))
+        .collect();
+    Some(Stamp { path: real, size, mtime_ns, version_files })
 }
 
 /// Versions of `tools` (name → probe arguments), from `<state_dir>/toolchain.json` when the
