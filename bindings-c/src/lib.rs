@@ -178,6 +178,15 @@ fn deliver(callback: Option<Callback>) -> impl FnMut(&EventRecord) {
     }
 }
 
+/// Wait for the build; with a callback, its events go to it on this thread as they arrive
+/// (without one, the thread is not woken for each event).
+fn wait(build: &SharedBuild, on_event: wz_event_callback, user_data: *mut c_void) -> BuildResult {
+    match Callback::new(on_event, user_data) {
+        Some(callback) => build.wait_delivering_events(deliver(Some(callback))),
+        None => block_on(build.result()),
+    }
+}
+
 /// The engine's version, such as "0.1.0". Static: do not free. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn wz_version() -> *const c_char {
@@ -233,7 +242,7 @@ pub unsafe extern "C" fn wz_engine_build(
         let engine = unsafe { engine_ref(engine) }?;
         let request = request_from_json(unsafe { text(request_json, "request_json") }?)?;
         let build = SharedBuild::new(engine.submit(request, None));
-        let result = build.wait_delivering_events(deliver(Callback::new(on_event, user_data)));
+        let result = wait(&build, on_event, user_data);
         *slot = json(&result)?.into_raw();
         outcome_error(&result)
     })
@@ -295,7 +304,7 @@ pub unsafe extern "C" fn wz_build_wait(
     guard(|| {
         let slot = unsafe { out(result_json_out, "result_json_out") }?;
         let build = unsafe { build_ref(build) }?;
-        let result = build.build.wait_delivering_events(deliver(Callback::new(on_event, user_data)));
+        let result = wait(&build.build, on_event, user_data);
         *slot = json(&result)?.into_raw();
         outcome_error(&result)
     })

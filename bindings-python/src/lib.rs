@@ -103,9 +103,14 @@ async fn next_event(build: &SharedBuild) -> Option<String> {
 }
 
 /// `(result_json, error)`: the error is set when the build did not succeed.
-fn outcome(result: &BuildResult) -> (String, Option<PyErr>) {
-    let json = to_json(result).unwrap_or_else(|e| e.to_string());
-    (json, failure_of(result).map(to_py_err))
+/// `(result_json, files_json, error)`: the artifact file list travels apart so that Python
+/// decodes it only when it is read; the error is set when the build did not succeed.
+fn outcome(result: &BuildResult) -> (String, String, Option<PyErr>) {
+    let mut summary = result.clone();
+    let files = summary.artifacts.as_mut().map(|a| std::mem::take(&mut a.files)).unwrap_or_default();
+    let json = to_json(&summary).unwrap_or_else(|e| e.to_string());
+    let files = to_json(&files).unwrap_or_else(|_| "[]".into());
+    (json, files, failure_of(result).map(to_py_err))
 }
 
 /// A submitted build. `cancel` may be called from any thread.
@@ -131,8 +136,8 @@ impl Build {
         py.detach(|| block_on(next_event(&self.build)))
     }
 
-    /// `(result_json, error_or_None)`, waiting with the GIL released.
-    fn wait(&self, py: Python<'_>) -> (String, Option<PyErr>) {
+    /// `(result_json, files_json, error_or_None)`, waiting with the GIL released.
+    fn wait(&self, py: Python<'_>) -> (String, String, Option<PyErr>) {
         let result = py.detach(|| block_on(self.build.result()));
         outcome(&result)
     }
@@ -146,14 +151,14 @@ impl Build {
         });
     }
 
-    /// Call `done(result_json, error_or_None)` from the engine's runtime when the build ends.
+    /// Call `done(result_json, files_json, error_or_None)` from the engine's runtime when the build ends.
     fn wait_then(&self, done: Py<PyAny>) {
         let build = self.build.clone();
         runtime().spawn(async move {
             let result = build.result().await;
             Python::attach(|py| {
-                let (json, error) = outcome(&result);
-                report_callback_error(py, done.call1(py, (json, error)));
+                let (json, files, error) = outcome(&result);
+                report_callback_error(py, done.call1(py, (json, files, error)));
             });
         });
     }

@@ -37,6 +37,8 @@ def test_build_then_cache_hit_with_events(engine, static_app):
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert events[-1]["type"] == "finished" and all(e["build_id"] == result.build_id for e in events)
     assert result.to_dict()["build_id"] == result.build_id
+    paths = [f.path for f in result.artifacts.files]
+    assert "index.html" in paths and [f["path"] for f in result.to_dict()["artifacts"]["files"]] == paths
 
     again = engine.build(static_app)
     assert again.cache.hit and again.artifacts.reused

@@ -76,13 +76,36 @@ class ArtifactFile:
     blake3: str
 
 
-@dataclass(frozen=True)
 class Artifacts:
-    path: str
-    entry_point: Optional[str]
-    size: int
-    files: List[ArtifactFile]
-    reused: bool
+    """Where a build's outputs were published. ``files`` is built on first use: a cache hit
+    should not pay for an object per output file that most callers never read."""
+
+    __slots__ = ("path", "entry_point", "size", "reused", "_files_json", "_raw_files", "_files")
+
+    def __init__(self, d: Dict[str, Any], files_json: Optional[str] = None) -> None:
+        self.path: str = d["path"]
+        self.entry_point: Optional[str] = d.get("entry_point")
+        self.size: int = d["size"]
+        self.reused: bool = d["reused"]
+        # The file list arrives as JSON text from the engine, or already decoded from a dict.
+        self._files_json = files_json
+        self._raw_files: Optional[List[Dict[str, Any]]] = None if files_json is not None else d["files"]
+        self._files: Optional[List[ArtifactFile]] = None
+
+    def raw_files(self) -> List[Dict[str, Any]]:
+        if self._raw_files is None:
+            self._raw_files = json.loads(self._files_json or "[]")
+        return self._raw_files
+
+    @property
+    def files(self) -> List[ArtifactFile]:
+        if self._files is None:
+            self._files = [ArtifactFile(**f) for f in self.raw_files()]
+        return self._files
+
+    def __repr__(self) -> str:
+        return (f"Artifacts(path={self.path!r}, entry_point={self.entry_point!r}, size={self.size}, "
+                f"reused={self.reused})")
 
 
 @dataclass(frozen=True)
@@ -115,7 +138,8 @@ class BuildResult:
         return self.status == "succeeded"
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "BuildResult":
+    def from_dict(cls, d: Dict[str, Any], files_json: Optional[str] = None) -> "BuildResult":
+        """A result from the engine's dict; with ``files_json``, the artifact files are that JSON."""
         artifacts = d.get("artifacts")
         return cls(
             build_id=d["build_id"],
@@ -125,13 +149,7 @@ class BuildResult:
             cache=CacheOutcome(**d["cache"]),
             artifacts=None
             if artifacts is None
-            else Artifacts(
-                path=artifacts["path"],
-                entry_point=artifacts.get("entry_point"),
-                size=artifacts["size"],
-                files=[ArtifactFile(**f) for f in artifacts["files"]],
-                reused=artifacts["reused"],
-            ),
+            else Artifacts(artifacts, files_json),
             timings=dict(d.get("timings") or {}),
             duration=d["duration"],
             warnings=list(d.get("warnings") or []),
@@ -141,7 +159,10 @@ class BuildResult:
 
     def to_dict(self) -> Dict[str, Any]:
         """The result as the engine serialises it (the CLI's ``--json`` shape)."""
-        return copy.deepcopy(self._raw)
+        d = copy.deepcopy(self._raw)
+        if self.artifacts is not None:
+            d["artifacts"]["files"] = copy.deepcopy(self.artifacts.raw_files())
+        return d
 
 
 def _config_json(config: Union[None, str, Mapping[str, Any]]) -> str:
@@ -177,8 +198,8 @@ def _request(
     return json.dumps(request), files
 
 
-def _finish(result_json: str, error: Optional[WorkzBuildError], check: bool) -> BuildResult:
-    result = BuildResult.from_dict(json.loads(result_json))
+def _finish(result_json: str, files_json: str, error: Optional[WorkzBuildError], check: bool) -> BuildResult:
+    result = BuildResult.from_dict(json.loads(result_json), files_json)
     if error is not None and check:
         error.result = result
         raise error
@@ -235,8 +256,7 @@ class Build:
                     self.cancel()
                     self._native.wait()
                     raise
-        result_json, error = self._native.wait()
-        return _finish(result_json, error, check)
+        return _finish(*self._native.wait(), check)
 
     async def events_async(self) -> AsyncIterator[Event]:
         """The build's events as an async iterator (``async for event in build.events_async()``)."""
@@ -261,15 +281,15 @@ class Build:
                         self.cancel()
                         await self._result_async(loop)
                         raise
-            result_json, error = await self._result_async(loop)
+            outcome = await self._result_async(loop)
         except asyncio.CancelledError:
             self.cancel()
             raise
-        return _finish(result_json, error, check)
+        return _finish(*outcome, check)
 
     def _result_async(self, loop: asyncio.AbstractEventLoop) -> "asyncio.Future[Any]":
         future: "asyncio.Future[Any]" = loop.create_future()
-        self._native.wait_then(lambda result, error: _deliver(loop, future, (result, error)))
+        self._native.wait_then(lambda result, files, error: _deliver(loop, future, (result, files, error)))
         return future
 
 
