@@ -626,3 +626,21 @@ async fn a_panicking_stage_fails_its_build_as_internal_and_the_engine_goes_on() 
     // The engine still builds.
     assert_succeeded(&world.engine().build(BuildRequest::directory(world.static_app("fine"))).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_file_named_like_the_release_manifest_is_refused_not_overwritten() {
+    let world = World::new();
+    let app = world.app(
+        "pwa-site",
+        serde_json::json!({"name": "PWA", "appType": "static"}),
+        &[("index.html", "<link rel=manifest href=manifest.json>"), ("manifest.json", r#"{"name": "PWA"}"#)],
+    );
+    let result = world.engine().build(BuildRequest::directory(&app)).await;
+    assert_eq!(error_code(&result), "artifact_name_invalid");
+    assert!(result.error.as_ref().unwrap().hint.as_deref().unwrap().contains("manifest.webmanifest"));
+    assert_eq!(
+        std::fs::read_to_string(app.join("manifest.json")).unwrap(),
+        r#"{"name": "PWA"}"#,
+        "the app's file is untouched"
+    );
+}

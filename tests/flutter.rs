@@ -395,3 +395,72 @@ async fn a_hanging_build_is_killed_at_the_timeout_with_its_children() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_builds_get_the_workz_sdk_and_a_pwa_manifest() {
+    let world = World::new("3.22.0");
+    let app = world.app("pwa", serde_json::json!({"flutter": {"generatePWA": true}}));
+    // A name that tries to close the init script.
+    let mut app_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(app.join("workz.json")).unwrap()).unwrap();
+    app_json["name"] = "pwa</script><script>alert(1)".into();
+    std::fs::write(app.join("workz.json"), app_json.to_string()).unwrap();
+    let mut config = EngineConfig::default();
+    config.cache.dir = Some(world.dir.path().join("cache"));
+    config.storage.artifacts_dir = Some(world.dir.path().join("artifacts"));
+    config.platforms.flutter.sdk_path = Some(world.sdk());
+    config.platforms.flutter.sdk_script_url = Some("https://cdn.workz.example/sdk.js".into());
+    let result = build(&Engine::new(config).unwrap(), &app, "web").await;
+    assert_eq!(result.status, BuildStatus::Succeeded, "{:?}", result.error);
+    let root = PathBuf::from(&result.artifacts.as_ref().unwrap().path);
+    let page = std::fs::read_to_string(root.join("index.html")).unwrap();
+    let head = page.split("</head>").next().unwrap();
+    assert!(head.contains(r#"<script src="https://cdn.workz.example/sdk.js"></script>"#), "{page}");
+    let (_, body) = page.split_once("<body>").unwrap();
+    let init = body.find("WorkzSDK.init").expect("the init script");
+    assert!(init < body.find("</body>").unwrap(), "before </body>: {page}");
+    assert!(!body.contains("</script><script>alert(1)"), "the app name cannot close the script: {page}");
+    assert!(body.contains(&result.build_id), "{page}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("manifest.webmanifest")).unwrap()).unwrap();
+    assert_eq!(manifest["display"], "standalone");
+    assert_eq!(manifest["start_url"], ".");
+    assert_eq!(manifest["name"], app_json["name"]);
+    assert_eq!(manifest["icons"][0]["src"], "icons/Icon-192.png", "flutter's icons are kept");
+    assert!(page.contains(r#"<link rel="manifest" href="manifest.webmanifest">"#), "{page}");
+    // manifest.json stays the release manifest.
+    let release: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(release["buildId"], result.build_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pub_cache_is_restored_by_lock_and_hooks_find_the_configured_sdk() {
+    let world = World::new("3.16.9");
+    let app = world.app("pub", serde_json::json!({}));
+    std::fs::write(app.join("pubspec.lock"), "packages:\n  http:\n    version: \"1.2.0\"\n").unwrap();
+    let mut app_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(app.join("workz.json")).unwrap()).unwrap();
+    app_json["hooks"] = serde_json::json!({"preBuild": ["flutter analyze"]});
+    std::fs::write(app.join("workz.json"), app_json.to_string()).unwrap();
+    let engine = world.engine();
+    let fetched = |world: &World| -> Vec<Vec<String>> {
+        std::fs::read_to_string(world.log())
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v.get("fetched").cloned())
+            .map(|v| serde_json::from_value(v).unwrap())
+            .collect()
+    };
+    let first = build(&engine, &app, "web").await;
+    assert_eq!(first.status, BuildStatus::Succeeded, "{:?}", first.error);
+    assert_eq!(fetched(&world), vec![vec!["http".to_string()]], "the first build fetches");
+    assert!(world.calls().contains(&"analyze".to_string()), "the hook ran the configured SDK: {:?}", world.calls());
+    let mut forced = BuildRequest::directory(&app);
+    forced.target = Some("web".into());
+    forced.force = true;
+    let second = engine.build(forced).await;
+    assert_eq!(second.status, BuildStatus::Succeeded, "{:?}", second.error);
+    assert_eq!(fetched(&world), vec![vec!["http".to_string()], vec![]], "same lock: nothing fetched again");
+}

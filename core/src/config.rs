@@ -263,6 +263,8 @@ impl Default for PlatformsConfig {
                 dart_version: None,
                 build_tools: vec!["webpack".into(), "babel".into(), "terser".into()],
                 sdk_path: None,
+                sdk_script_url: None,
+                init_script_url: None,
                 inject_dependencies: BTreeMap::new(),
                 browsers: None,
             },
@@ -274,6 +276,8 @@ impl Default for PlatformsConfig {
                 dart_version: Some("3.2.x".into()),
                 build_tools: vec!["flutter".into(), "dart".into()],
                 sdk_path: None,
+                sdk_script_url: None,
+                init_script_url: None,
                 inject_dependencies: BTreeMap::new(),
                 browsers: None,
             },
@@ -285,6 +289,8 @@ impl Default for PlatformsConfig {
                 dart_version: None,
                 build_tools: Vec::new(),
                 sdk_path: None,
+                sdk_script_url: None,
+                init_script_url: None,
                 inject_dependencies: BTreeMap::new(),
                 browsers: None,
             },
@@ -318,6 +324,14 @@ pub struct PlatformConfig {
     /// Ours: the SDK to use (flutter: its root, with `bin/flutter`); default: the tool on PATH.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sdk_path: Option<PathBuf>,
+    /// Ours (flutter web): the Workz SDK script injected into `<head>`; default the document's
+    /// `/js/core/workz-sdk-v2.js`, `""` for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdk_script_url: Option<String>,
+    /// Ours (flutter web): a script that initialises the Workz SDK, loaded before `</body>`;
+    /// default an inline `WorkzSDK.init(...)` with the app's id, version and build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_script_url: Option<String>,
     /// Ours: dependencies the platform adds to every app of this type (the document's
     /// "inject workz-sdk" step), package → version range. Empty by default.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -681,6 +695,9 @@ pub struct FlutterBuildConfig {
     pub codesign: bool,
     /// Ours: with `codesign`, build an `.ipa` exported this way (`ad-hoc`, `app-store`, `development`, `enterprise`).
     pub export_method: Option<String>,
+    /// The document's option: write a PWA `manifest.json` for web builds.
+    #[serde(rename = "generatePWA")]
+    pub generate_pwa: bool,
 }
 
 impl Default for FlutterBuildConfig {
@@ -696,6 +713,7 @@ impl Default for FlutterBuildConfig {
             app_bundle: false,
             codesign: false,
             export_method: None,
+            generate_pwa: false,
         }
     }
 }

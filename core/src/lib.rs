@@ -18,6 +18,7 @@ pub mod builders;
 pub mod cache;
 pub mod config;
 pub mod digest;
+pub mod dircache;
 pub mod embed;
 pub mod engine;
 pub mod error;

@@ -304,6 +304,14 @@ impl BuildContext {
             extra.insert("WORKZ_TARGET".to_string(), t.clone());
         }
         extra.insert("CI".to_string(), "true".to_string());
+        // Hooks such as `flutter pub get` use the configured SDK before any on PATH.
+        if let Some(sdk) = self.app.as_ref().and_then(|a| self.config.platforms.get(a.app_type).sdk_path.as_ref()) {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let dirs = std::iter::once(sdk.join("bin")).chain(std::env::split_paths(&path));
+            if let Ok(joined) = std::env::join_paths(dirs) {
+                extra.insert("PATH".to_string(), joined.to_string_lossy().into_owned());
+            }
+        }
         ProcessRunner::new(
             build_dir.to_path_buf(),
             &self.config.cache.env_allow_list,
@@ -715,6 +723,10 @@ impl Stage for PackageStage {
 
     async fn run(&self, ctx: &mut BuildContext) -> Result<Flow> {
         let out = ctx.output_dir()?.to_path_buf();
+        // The release manifest would silently replace the app's own file.
+        if out.join(MANIFEST_FILE).exists() {
+            return Err(crate::store::StoreError::ReservedName(MANIFEST_FILE).into());
+        }
         let files = tokio::task::spawn_blocking(move || crate::output::list_artifacts(&out))
             .await
             .map_err(|e| Error::internal(e.to_string()))?

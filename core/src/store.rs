@@ -27,13 +27,15 @@ pub enum StoreError {
     },
     #[error("artifact store: invalid {what} {value:?}")]
     InvalidName { what: &'static str, value: String },
+    #[error("the build wrote {0} at the root of its output, where the release manifest goes")]
+    ReservedName(&'static str),
 }
 
 impl StoreError {
     pub(crate) fn code(&self) -> &'static str {
         match self {
             StoreError::Io { .. } => "artifact_store_failed",
-            StoreError::InvalidName { .. } => "artifact_name_invalid",
+            StoreError::InvalidName { .. } | StoreError::ReservedName(_) => "artifact_name_invalid",
         }
     }
 
@@ -43,6 +45,7 @@ impl StoreError {
                 "Check free space and permissions of the artifacts directory (`storage.artifactsDir`, WORKZ_ARTIFACTS_DIR).".into()
             }
             StoreError::InvalidName { .. } => "App names and versions are used in paths: use letters, digits, '.', '-', '_'.".into(),
+            StoreError::ReservedName(_) => "Name the web app manifest `manifest.webmanifest` (its standard extension) and point `<link rel=\"manifest\">` at it; `manifest.json` at a release's root is the engine's.".into(),
         })
     }
 

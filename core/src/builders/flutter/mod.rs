@@ -15,6 +15,7 @@ pub use command::{FlutterOptions, FlutterVersion, android_platform, build_comman
 pub use diagnose::{FlutterError, classify_failure};
 
 use crate::builder::{BuildOutput, HostRequirement, PlatformBuilder};
+use crate::builders::javascript::html;
 use crate::config::{AppConfig, AppType, EngineConfig};
 use crate::error::{BuildError, ProcessError, Result};
 use crate::pipeline::BuildContext;
@@ -106,7 +107,7 @@ impl FlutterBuilder {
             program: Self::program(&ctx.config),
             args,
             cwd: project.to_path_buf(),
-            env: BTreeMap::from([("PUB_CACHE".to_string(), project.join(".pub-cache").display().to_string())]),
+            env: BTreeMap::from([("PUB_CACHE".to_string(), project.join(PUB_CACHE_DIR).display().to_string())]),
             timeout: None,
         };
         match ctx.runner(project).run(&spec).await {
@@ -116,6 +117,30 @@ impl FlutterBuilder {
             }
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// `flutter pub get` with the project's pub cache restored from the content store when the
+    /// same lock (and SDK) was fetched before, so that pub finds every package and fetches none.
+    async fn pub_get(ctx: &mut BuildContext, project: &Path, tools: &BTreeMap<String, String>) -> Result<()> {
+        let pub_cache = project.join(PUB_CACHE_DIR);
+        let key = pub_cache_key(ctx.source()?, tools);
+        let cache = ctx.services.cache.clone().filter(|_| ctx.config.build_system.cache_enabled);
+        let restored = match &cache {
+            Some(cache) => crate::dircache::restore(cache.as_ref(), &key, &pub_cache, project, "pub").await?,
+            None => false,
+        };
+        Self::flutter(ctx, project, vec!["pub".into(), "get".into()]).await?;
+        if !restored
+            && pub_cache.is_dir()
+            && let Some(cache) = &cache
+        {
+            let label = format!("{}/pub-cache", ctx.app()?.app_id());
+            if let Err(e) = crate::dircache::store(cache.as_ref(), &key, &label, &ctx.build_id, &pub_cache, "pub").await
+            {
+                ctx.warn("cache_failed", format!("storing the pub cache failed: {e}"));
+            }
+        }
+        Ok(())
     }
 
     /// Copy what the target produced into the output directory; none is `artifact_missing`.
@@ -149,6 +174,50 @@ impl FlutterBuilder {
         }
         Ok(copied)
     }
+}
+
+/// The project's pub cache (`PUB_CACHE`), inside the build directory.
+const PUB_CACHE_DIR: &str = ".pub-cache";
+
+/// What identifies a fetched pub cache: the lock (or the manifest without one), the SDK, the host.
+fn pub_cache_key(tree: &crate::source::SourceTree, tools: &BTreeMap<String, String>) -> crate::cache::CacheKey {
+    let mut h = blake3::Hasher::new();
+    h.update(b"workz-build pub-cache v1\0");
+    if let Some(file) = tree.get("pubspec.lock").or_else(|| tree.get("pubspec.yaml")) {
+        h.update(file.digest.as_bytes());
+    }
+    let extra = serde_json::json!({"toolchain": tools, "os": std::env::consts::OS, "arch": std::env::consts::ARCH});
+    let mut canonical = Vec::new();
+    crate::cache::canonical_json(&extra, &mut canonical);
+    h.update(&canonical);
+    crate::cache::CacheKey(crate::digest::Digest::from(h.finalize()))
+}
+
+/// The web app manifest's name in the published site (`manifest.json` is the release's).
+const WEB_MANIFEST: &str = "manifest.webmanifest";
+
+/// The document's Workz SDK script URL.
+pub const DEFAULT_SDK_SCRIPT: &str = "/js/core/workz-sdk-v2.js";
+
+fn attribute(value: &str) -> String {
+    value.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;")
+}
+
+/// A PWA manifest for the app, keeping what flutter's own manifest has (icons, colours).
+fn write_pwa_manifest(out: &Path, app: &AppConfig) -> std::io::Result<()> {
+    let path = out.join(WEB_MANIFEST);
+    let mut manifest: serde_json::Map<String, serde_json::Value> =
+        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let short: String = app.name.chars().take(12).collect();
+    manifest.insert("name".into(), app.name.clone().into());
+    manifest.insert("short_name".into(), short.into());
+    manifest.insert("start_url".into(), ".".into());
+    manifest.insert("display".into(), "standalone".into());
+    manifest.entry("background_color").or_insert_with(|| "#ffffff".into());
+    manifest.entry("theme_color").or_insert_with(|| "#0175C2".into());
+    manifest.entry("icons").or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    let text = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
+    std::fs::write(path, text)
 }
 
 /// Regular files under `root`, not following symlinks out of it.
@@ -218,7 +287,7 @@ impl PlatformBuilder for FlutterBuilder {
     async fn build(&self, ctx: &mut BuildContext) -> Result<BuildOutput> {
         let project = ctx.build_dir().await?;
         let target = ctx.target()?.to_string();
-        let (version, _) = Self::sdk(ctx).await?;
+        let (version, tools) = Self::sdk(ctx).await?;
         let options = Self::options(ctx.app()?, &ctx.config);
         let commands = build_commands(&target, version, &options)?;
         // The real workflow: platform folders the app does not have are generated.
@@ -226,7 +295,7 @@ impl PlatformBuilder for FlutterBuilder {
         if !project.join(folder).is_dir() {
             Self::flutter(ctx, &project, vec!["create".into(), format!("--platforms={target}"), ".".into()]).await?;
         }
-        Self::flutter(ctx, &project, vec!["pub".into(), "get".into()]).await?;
+        Self::pub_get(ctx, &project, &tools).await?;
         for args in commands {
             Self::flutter(ctx, &project, args).await?;
         }
@@ -235,6 +304,55 @@ impl PlatformBuilder for FlutterBuilder {
         Self::collect(&project, &target, &mode, &out)?;
         let entry_point = (target == "web" && out.join("index.html").is_file()).then(|| "index.html".to_string());
         Ok(BuildOutput { entry_point })
+    }
+
+    /// Web post-processing as the document does it: the Workz SDK script into `<head>`, its
+    /// initialisation before `</body>`, a PWA manifest when asked. Precompression follows in
+    /// the shared optimize stage.
+    async fn optimize(&self, ctx: &mut BuildContext) -> Result<()> {
+        let out = ctx.output_dir()?.to_path_buf();
+        let index = out.join("index.html");
+        if ctx.target()? != "web" || !index.is_file() {
+            return Ok(());
+        }
+        let app = ctx.app()?.clone();
+        let platform = &ctx.config.platforms.flutter;
+        let failed = |e: std::io::Error| BuildError::Failed(format!("post-processing index.html: {e}"));
+        let mut page = std::fs::read_to_string(&index).map_err(failed)?;
+        let sdk = platform.sdk_script_url.as_deref().unwrap_or(DEFAULT_SDK_SCRIPT);
+        if !sdk.is_empty() {
+            page = html::append_to_head(&page, &format!("<script src=\"{}\"></script>\n", attribute(sdk)))?;
+        }
+        let init = match &platform.init_script_url {
+            Some(url) => format!("<script src=\"{}\"></script>\n", attribute(url)),
+            None => {
+                let settings = serde_json::json!({
+                    "app": app.app_id(), "name": app.name, "version": app.version,
+                    "target": "web", "buildId": ctx.build_id,
+                });
+                // `<` escaped so that no value can close the script element.
+                let settings = settings.to_string().replace('<', "\\u003c");
+                format!(
+                    "<script>window.WorkzApp={settings};if(window.WorkzSDK&&WorkzSDK.init)WorkzSDK.init(window.WorkzApp);</script>\n"
+                )
+            }
+        };
+        page = html::append_to_body(&page, &init)?;
+        // flutter writes `manifest.json`, the release manifest's name: the web manifest moves to
+        // its standard extension, and the page's link with it.
+        let flutter_manifest = out.join("manifest.json");
+        if flutter_manifest.is_file() {
+            std::fs::rename(&flutter_manifest, out.join(WEB_MANIFEST)).map_err(failed)?;
+            page = page.replace("href=\"manifest.json\"", &format!("href=\"{WEB_MANIFEST}\""));
+        }
+        if app.build_config.flutter.generate_pwa {
+            write_pwa_manifest(&out, &app).map_err(failed)?;
+            if !page.contains("rel=\"manifest\"") {
+                page = html::append_to_head(&page, &format!("<link rel=\"manifest\" href=\"{WEB_MANIFEST}\">\n"))?;
+            }
+        }
+        std::fs::write(&index, page).map_err(failed)?;
+        Ok(())
     }
 
     fn artifact_type(&self, target: &str) -> String {

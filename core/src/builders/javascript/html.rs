@@ -132,12 +132,21 @@ pub fn render(template: &str, injected: &Injected) -> Result<String> {
 
 /// Append markup at the end of the page's `<body>` (or of the page), touching nothing else.
 pub fn append_to_body(page: &str, markup: &str) -> Result<String> {
-    let saw_body = Cell::new(false);
+    append_to(page, "body", markup)
+}
+
+/// Append markup at the end of the page's `<head>` (or at the start of the page).
+pub fn append_to_head(page: &str, markup: &str) -> Result<String> {
+    append_to(page, "head", markup)
+}
+
+fn append_to(page: &str, element: &str, markup: &str) -> Result<String> {
+    let found = Cell::new(false);
     let mut out = rewrite_str(
         page,
         RewriteStrSettings {
-            element_content_handlers: vec![element!("body", |el| {
-                saw_body.set(true);
+            element_content_handlers: vec![element!(element, |el| {
+                found.set(true);
                 el.append(markup, ContentType::Html);
                 Ok(())
             })],
@@ -145,8 +154,10 @@ pub fn append_to_body(page: &str, markup: &str) -> Result<String> {
         },
     )
     .map_err(html_error)?;
-    if !saw_body.get() {
-        out.push_str(markup);
+    match (found.get(), element) {
+        (true, _) => {}
+        (false, "head") => out.insert_str(0, markup),
+        (false, _) => out.push_str(markup),
     }
     Ok(out)
 }

@@ -3,13 +3,10 @@
 //! content store keyed by the lockfile, so a second build with the same lockfile
 //! does not run npm at all.
 
-use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
-
-use rayon::prelude::*;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
-use crate::cache::{ArtifactFile, BlobRestore, BlobSource, CacheBackend, CacheEntry, CacheKey};
+use crate::cache::CacheKey;
 use crate::digest::Digest;
 use crate::error::{DependencyError, Error, ProcessError, Result};
 use crate::pipeline::BuildContext;
@@ -18,8 +15,6 @@ use crate::source::SourceTree;
 
 pub const PACKAGE_JSON: &str = "package.json";
 pub const LOCKFILE: &str = "package-lock.json";
-/// Content type that marks a symlink in a stored `node_modules` (the blob is its target).
-const SYMLINK: &str = "inode/symlink";
 
 fn invalid(file: &str, detail: impl Into<String>) -> Error {
     DependencyError::InvalidManifest { file: file.to_string(), detail: detail.into() }.into()
@@ -173,7 +168,7 @@ pub async fn install(
     let node_modules = dir.join("node_modules");
 
     if let Some(cache) = &cache
-        && restore(cache.as_ref(), &key, &dir).await?
+        && crate::dircache::restore(cache.as_ref(), &key, &node_modules, &dir, "npm").await?
     {
         tracing::info!(build_id = %ctx.build_id, "node_modules restored from the cache");
         return Ok(false);
@@ -241,106 +236,17 @@ pub async fn install(
     }
     if let Some(cache) = &cache
         && node_modules.is_dir()
-        && let Err(e) = store(cache.as_ref(), &key, &app.app_id(), &ctx.build_id, &node_modules).await
+        && let Err(e) = crate::dircache::store(
+            cache.as_ref(),
+            &key,
+            &format!("{}/node_modules", app.app_id()),
+            &ctx.build_id,
+            &node_modules,
+            "npm",
+        )
+        .await
     {
         ctx.warn("cache_failed", format!("storing node_modules in the cache failed: {e}"));
-    }
-    Ok(true)
-}
-
-/// Every file and symlink under `node_modules`, hashed in parallel (symlinks by their target).
-fn snapshot(node_modules: &Path) -> std::io::Result<Vec<(ArtifactFile, PathBuf)>> {
-    let mut found = Vec::new();
-    let mut stack = vec![node_modules.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() || kind.is_symlink() {
-                found.push((entry.path(), kind.is_symlink()));
-            }
-        }
-    }
-    found
-        .into_par_iter()
-        .map(|(path, is_link)| {
-            let rel = path.strip_prefix(node_modules).map_err(std::io::Error::other)?;
-            let rel = rel.to_str().ok_or_else(|| std::io::Error::other("non-UTF-8 name in node_modules"))?.to_string();
-            let (bytes, content_type) = if is_link {
-                let target = std::fs::read_link(&path)?;
-                (target.to_string_lossy().into_owned().into_bytes(), SYMLINK.to_string())
-            } else {
-                (std::fs::read(&path)?, crate::output::content_type(&rel))
-            };
-            let file = ArtifactFile { path: rel, size: bytes.len() as u64, blake3: Digest::of(&bytes), content_type };
-            Ok((file, path))
-        })
-        .collect()
-}
-
-async fn store(cache: &dyn CacheBackend, key: &CacheKey, app: &str, build_id: &str, node_modules: &Path) -> Result<()> {
-    let dir = node_modules.to_path_buf();
-    let files = tokio::task::spawn_blocking(move || snapshot(&dir))
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?
-        .map_err(|e| DependencyError::InstallFailed { tool: "npm", detail: format!("reading node_modules: {e}") })?;
-    let mut blobs = Vec::new();
-    for (file, path) in &files {
-        if file.content_type == SYMLINK {
-            let target = std::fs::read_link(path).unwrap_or_default();
-            cache.put_blob(&file.blake3, bytes::Bytes::from(target.to_string_lossy().into_owned())).await?;
-        } else {
-            blobs.push(BlobSource { digest: file.blake3, path: path.clone() });
-        }
-    }
-    cache.store_blobs(&blobs).await?;
-    let entry = CacheEntry {
-        key: *key,
-        label: format!("{app}/node_modules"),
-        created_at: crate::cache::unix_now(),
-        build_id: build_id.to_string(),
-        artifact_type: "node_modules".into(),
-        entry_point: None,
-        files: files.into_iter().map(|(f, _)| f).collect(),
-    };
-    cache.put_entry(&entry, None).await?;
-    Ok(())
-}
-
-/// Restore a stored `node_modules` into `dir`. `Ok(false)` on a miss or an incomplete entry.
-async fn restore(cache: &dyn CacheBackend, key: &CacheKey, dir: &Path) -> Result<bool> {
-    let Ok(Some(hit)) = cache.get_entry(key).await else { return Ok(false) };
-    let root = dir.join("node_modules");
-    let mut wanted = Vec::with_capacity(hit.entry.files.len());
-    for f in &hit.entry.files {
-        // Stored paths are ours, but a cache is an input: never write outside node_modules.
-        let rel = Path::new(&f.path);
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            let _ = cache.remove_entry(key).await;
-            return Ok(false);
-        }
-        wanted.push(BlobRestore { digest: f.blake3, dest: root.join(rel) });
-    }
-    let report = cache.restore_blobs(&wanted).await?;
-    if !report.unavailable.is_empty() {
-        let _ = cache.remove_entry(key).await;
-        let _ = std::fs::remove_dir_all(&root);
-        return Ok(false);
-    }
-    for f in hit.entry.files.iter().filter(|f| f.content_type == SYMLINK) {
-        let link = root.join(&f.path);
-        let target = std::fs::read_to_string(&link).unwrap_or_default();
-        let resolved = crate::fsutil::normalize(&link.parent().unwrap_or(&root).join(&target));
-        if !resolved.starts_with(dir) {
-            let _ = cache.remove_entry(key).await;
-            let _ = std::fs::remove_dir_all(&root);
-            return Ok(false);
-        }
-        std::fs::remove_file(&link)
-            .and_then(|_| std::os::unix::fs::symlink(&target, &link))
-            .map_err(|e| DependencyError::InstallFailed { tool: "npm", detail: format!("restoring a link: {e}") })?;
     }
     Ok(true)
 }
