@@ -255,3 +255,43 @@ fn sixty_four_processes_build_into_one_cache() {
     let tmp = std::fs::read_dir(world.path().join("cache/store/tmp")).unwrap().count();
     assert_eq!(tmp, 0, "no temp files left behind");
 }
+
+#[test]
+fn without_target_every_configured_target_builds_and_reports_its_own_result() {
+    let world = World::new();
+    // A Flutter app for three targets, built with the scripted stand-in SDK of tests/flutter.
+    let sdk = world.path().join("sdk");
+    std::fs::create_dir_all(sdk.join("bin/cache")).unwrap();
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/flutter/flutter"), sdk.join("bin/flutter"))
+        .unwrap();
+    std::fs::write(sdk.join("bin/standin.json"), r#"{"version": "3.22.0"}"#).unwrap();
+    std::fs::write(sdk.join("bin/cache/flutter.version.json"), r#"{"frameworkVersion": "3.22.0"}"#).unwrap();
+    let config = world.path().join("engine.json");
+    std::fs::write(&config, serde_json::json!({"platforms": {"flutter": {"sdkPath": sdk}}}).to_string()).unwrap();
+    let app = world.path().join("multi");
+    std::fs::create_dir_all(app.join("lib")).unwrap();
+    std::fs::write(app.join("pubspec.yaml"), "name: multi\n").unwrap();
+    std::fs::write(app.join("lib/main.dart"), "void main() {}\n").unwrap();
+    std::fs::write(
+        app.join("workz.json"),
+        r#"{"name": "multi", "appType": "flutter", "buildTargets": ["web", "linux", "ios"]}"#,
+    )
+    .unwrap();
+    let (app_s, config_s) = (app.to_str().unwrap(), config.to_str().unwrap());
+
+    let out = world.run(&["build", app_s, "--json", "--config", config_s]);
+    let results = json(&out);
+    let results = results.as_array().expect("a JSON array, one result per target");
+    let by_target: Vec<(&str, &str)> =
+        results.iter().map(|r| (r["target"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    assert_eq!(by_target[..2], [("web", "succeeded"), ("linux", "succeeded")], "{results:?}");
+    if std::env::consts::OS != "macos" {
+        assert_eq!(by_target[2], ("ios", "failed"));
+        assert_eq!(results[2]["error"]["code"], "platform_requirement_unmet");
+        assert_eq!(out.status.code(), Some(1), "a failed target fails the command");
+    }
+    // With --target: one object, as before.
+    let one = json(&world.run(&["build", app_s, "--json", "--config", config_s, "--target", "web"]));
+    assert_eq!(one["target"], "web");
+    assert_eq!(one["cache"]["hit"], true);
+}

@@ -54,6 +54,11 @@ enum Command {
     },
     /// List the files a build of DIR takes in, with their BLAKE3 digests (as b3sum prints them).
     Sources { dir: PathBuf },
+    /// Report the toolchains found, free disk and memory, and which targets cannot build here.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and maintain the cache.
     Cache {
         #[command(subcommand)]
@@ -124,6 +129,18 @@ fn main() -> ExitCode {
             request.target = target.clone();
             request.force = force;
             request.timeout = timeout;
+            // Without --target, an app with several buildTargets builds all of them (the queue
+            // runs up to maxConcurrentBuilds at once) and reports one result per target.
+            let targets = if target.is_none() { engine.configured_targets(&request) } else { Vec::new() };
+            if targets.len() > 1 {
+                let results = build_targets(&engine, &request, &targets);
+                if json {
+                    print_json(&results);
+                } else {
+                    results.iter().for_each(print_summary);
+                }
+                return ExitCode::from(results.iter().map(exit_code).max().unwrap_or(0));
+            }
             let result = run_build(&engine, request, json);
             if json {
                 print_json(&result);
@@ -150,6 +167,43 @@ fn main() -> ExitCode {
                 }
                 Err(e) => fail_early(&e, json),
             }
+        }
+        Command::Doctor { json } => {
+            let config = match &cli.config {
+                Some(path) => match EngineConfig::from_file(path) {
+                    Ok(parsed) => parsed.value,
+                    Err(e) => return fail_early(&e.into(), json),
+                },
+                None => EngineConfig::default(),
+            };
+            let report = workz_build::engine::block_on(workz_build::doctor::diagnose(&config));
+            if json {
+                print_json(&report);
+            } else {
+                println!("host: {} {}", report.os, report.arch);
+                for check in &report.checks {
+                    let status = if check.found { "ok     " } else { "missing" };
+                    let detail = check.detail.as_deref().unwrap_or("");
+                    let needed = if check.found {
+                        String::new()
+                    } else {
+                        format!("  (needed by {})", check.needed_by.join(", "))
+                    };
+                    println!("  {status} {} {detail}{needed}", check.name);
+                }
+                for disk in &report.disks {
+                    let free = disk.free_bytes.map(human_bytes).unwrap_or_else(|| "?".into());
+                    println!("  disk    {}: {free} free ({})", disk.role, disk.path);
+                }
+                if let Some(memory) = report.memory_available_bytes {
+                    println!("  memory  {} available", human_bytes(memory));
+                }
+                let unbuildable = report.unbuildable();
+                if !unbuildable.is_empty() {
+                    println!("cannot build here: {}", unbuildable.join(", "));
+                }
+            }
+            ExitCode::SUCCESS
         }
         Command::Sources { ref dir } => {
             let config = match &cli.config {
@@ -242,6 +296,30 @@ fn print_json<T: serde::Serialize>(value: &T) {
         Ok(text) => println!("{text}"),
         Err(e) => eprintln!("error: cannot print the result as JSON: {e}"),
     }
+}
+
+/// Build every target at once; results in the order of the targets. Ctrl-C cancels them all.
+fn build_targets(engine: &Engine, request: &BuildRequest, targets: &[String]) -> Vec<BuildResult> {
+    let handles: Vec<_> = targets
+        .iter()
+        .map(|target| {
+            let mut request = request.clone();
+            request.target = Some(target.clone());
+            engine.submit(request, None)
+        })
+        .collect();
+    let tokens: Vec<_> = handles.iter().map(|h| h.cancel_token()).collect();
+    workz_build::engine::block_on(async move {
+        let all = futures_util::future::join_all(handles.into_iter().map(|h| h.wait()));
+        tokio::pin!(all);
+        tokio::select! {
+            results = &mut all => results,
+            _ = tokio::signal::ctrl_c() => {
+                tokens.iter().for_each(|t| t.cancel());
+                all.await
+            }
+        }
+    })
 }
 
 /// Run the build, showing its progress on a terminal.

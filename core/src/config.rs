@@ -132,11 +132,12 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// Parse and check an engine config document (`file` names it in errors).
     pub fn from_json(file: &str, text: &str) -> Result<Parsed<EngineConfig>, ConfigError> {
-        let parsed = if text.trim().is_empty() {
+        let mut parsed = if text.trim().is_empty() {
             Parsed { value: EngineConfig::default(), unknown_keys: Vec::new() }
         } else {
             parse_json::<EngineConfig>(file, text)?
         };
+        parsed.value.platforms.fill_partial_entries(file, text)?;
         parsed.value.validate(file)?;
         Ok(parsed)
     }
@@ -299,6 +300,29 @@ impl Default for PlatformsConfig {
 }
 
 impl PlatformsConfig {
+    /// A platform entry that names only some keys (`{"flutter": {"sdkPath": "..."}}`) changes
+    /// only those: the others keep the platform's defaults instead of the empty ones, which
+    /// would disable the platform and drop its targets.
+    fn fill_partial_entries(&mut self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let Ok(raw) = serde_json::from_str::<serde_json::Value>(text) else { return Ok(()) };
+        let Some(given) = raw.get("platforms").and_then(|p| p.as_object()) else { return Ok(()) };
+        let defaults = PlatformsConfig::default();
+        for (name, slot, default) in [
+            ("javascript", &mut self.javascript, defaults.javascript),
+            ("flutter", &mut self.flutter, defaults.flutter),
+            ("static", &mut self.static_site, defaults.static_site),
+        ] {
+            let Some(entry) = given.get(name).and_then(|e| e.as_object()) else { continue };
+            let invalid = |e: serde_json::Error| ConfigError::invalid(file, format!("platforms.{name}"), e.to_string());
+            let mut merged = serde_json::to_value(&default).map_err(invalid)?;
+            if let Some(merged) = merged.as_object_mut() {
+                merged.extend(entry.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            *slot = serde_json::from_value(merged).map_err(invalid)?;
+        }
+        Ok(())
+    }
+
     pub fn get(&self, app_type: AppType) -> &PlatformConfig {
         match app_type {
             AppType::Javascript => &self.javascript,
@@ -891,6 +915,20 @@ mod tests {
         let parsed = EngineConfig::from_json("engine.json", DOC_GLOBAL).unwrap();
         assert!(parsed.unknown_keys.is_empty(), "{:?}", parsed.unknown_keys);
         assert_eq!(parsed.value, EngineConfig::default());
+    }
+
+    #[test]
+    fn a_partial_platform_entry_changes_only_the_keys_it_names() {
+        let text = r#"{"platforms": {"flutter": {"sdkPath": "/opt/flutter"}, "javascript": {"enabled": false}}}"#;
+        let config = EngineConfig::from_json("engine.json", text).unwrap().value;
+        let defaults = PlatformsConfig::default();
+        assert!(config.platforms.flutter.enabled, "still enabled");
+        assert_eq!(config.platforms.flutter.targets, defaults.flutter.targets);
+        assert_eq!(config.platforms.flutter.flutter_version, defaults.flutter.flutter_version);
+        assert_eq!(config.platforms.flutter.sdk_path.as_deref(), Some(Path::new("/opt/flutter")));
+        assert!(!config.platforms.javascript.enabled);
+        assert_eq!(config.platforms.javascript.targets, defaults.javascript.targets);
+        assert_eq!(config.platforms.static_site, defaults.static_site);
     }
 
     #[test]

@@ -360,6 +360,23 @@ impl Engine {
         block_on(handle.wait())
     }
 
+    /// The app's `buildTargets`, read from the request's app config or its `workz.json`
+    /// (empty when there are none or the config cannot be read: the build then says why).
+    pub fn configured_targets(&self, request: &BuildRequest) -> Vec<String> {
+        let text = match (&request.app_config, &request.source) {
+            (Some(value), _) => value.to_string(),
+            (None, crate::source::SourceSpec::Directory(dir)) => {
+                std::fs::read_to_string(dir.join(crate::config::APP_CONFIG_FILE)).unwrap_or_default()
+            }
+            (None, crate::source::SourceSpec::Files(files)) => files
+                .get(crate::config::APP_CONFIG_FILE)
+                .and_then(|f| std::str::from_utf8(&f.0).ok())
+                .unwrap_or_default()
+                .to_string(),
+        };
+        crate::config::AppConfig::from_json("app config", &text).map(|p| p.value.build_targets).unwrap_or_default()
+    }
+
     /// Whether the next build of `request` would hit the cache, and if not, what changed.
     pub async fn explain(&self, request: BuildRequest) -> Result<Explanation> {
         crate::testing::panic_point("explain");

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod digest;
 pub mod dircache;
+pub mod doctor;
 pub mod embed;
 pub mod engine;
 pub mod error;

@@ -491,6 +491,8 @@ impl Stage for ValidateStage {
             .or_else(|| platform.targets.first().cloned())
             .or_else(|| builder.supported_targets().first().map(|t| t.to_string()))
             .ok_or_else(|| Error::InvalidRequest("no target given and none configured".into()))?;
+        // Known from here on, so that a result for this target says which one it is.
+        ctx.target = Some(target.clone());
         if !builder.supported_targets().contains(&target.as_str()) {
             return Err(BuildError::UnsupportedTarget {
                 app_type: app.app_type.to_string(),
@@ -505,7 +507,6 @@ impl Stage for ValidateStage {
             }
         }
         ctx.app = Some(app);
-        ctx.target = Some(target);
         ctx.builder = Some(builder.clone());
         builder.validate(ctx).await?;
         Ok(Flow::Continue)
