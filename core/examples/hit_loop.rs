@@ -2,6 +2,8 @@
 //! Rust API, as the bindings' loops do through theirs.
 //!
 //! usage: hit_loop APP_DIR STATE_DIR RUNS  → prints the median milliseconds per build
+//! (`HIT_LOOP_JSON=1` also times serialising each result to JSON and parsing it back, the
+//! part of a binding's cost that is not the thread hand-off).
 
 use std::time::Instant;
 
@@ -25,12 +27,24 @@ fn main() {
     };
     build();
     let mut times = Vec::with_capacity(runs);
+    let mut json_times = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
         let result = build();
         times.push(start.elapsed().as_secs_f64() * 1000.0);
+        if std::env::var_os("HIT_LOOP_JSON").is_some() {
+            // What the bindings add on the Rust side: the result as JSON, and reading it back.
+            let start = Instant::now();
+            let text = serde_json::to_string(&result).expect("serialisable");
+            std::hint::black_box(serde_json::from_str::<serde_json::Value>(&text).expect("parses"));
+            json_times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
         assert!(result.cache.hit);
     }
     times.sort_by(f64::total_cmp);
     println!("{:.3}", times[times.len() / 2]);
+    if !json_times.is_empty() {
+        json_times.sort_by(f64::total_cmp);
+        eprintln!("result JSON out and back in: {:.3} ms median", json_times[json_times.len() / 2]);
+    }
 }
