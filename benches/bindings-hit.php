@@ -1,11 +1,13 @@
 <?php
-// PHP FFI side of benches/bindings-hit.sh. usage: HEADER LIBRARY APP STATE RUNS
-[$_, $header, $library, $app, $state, $runs] = $argv;
+// PHP FFI side of benches/bindings-hit.sh. usage: HEADER LIBRARY APP STATE RUNS LIST_FILES
+// (LIST_FILES 0: the request says "list_files": false, for a backend that does not read the
+// per-file list; it stays in the release's manifest.json.)
+[$_, $header, $library, $app, $state, $runs, $listFiles] = $argv;
 $ffi = FFI::cdef(file_get_contents($header), $library);
 $engine = $ffi->new("wz_engine *");
 $config = json_encode(["cache" => ["dir" => "$state/cache"], "storage" => ["artifactsDir" => "$state/artifacts"]]);
 if ($ffi->wz_engine_new($config, FFI::addr($engine)) !== null) exit(1);
-$request = json_encode(["source" => ["directory" => $app]]);
+$request = json_encode(["source" => ["directory" => $app], "list_files" => $listFiles === "1"]);
 $build = function () use ($ffi, $engine, $request) {
     $out = $ffi->new("char *");
     $err = $ffi->wz_engine_build($engine, $request, null, null, FFI::addr($out));

@@ -30,17 +30,19 @@ ROUNDS="${ROUNDS:-5}"
 for round in $(seq 1 "$ROUNDS"); do
   rust=$("$CARGO_TARGET_DIR/release/examples/hit_loop" "$APP" "$(state rust)" "$RUNS")
   php=$(php -d ffi.enable=1 "$ROOT/benches/bindings-hit.php" "$ROOT/include/workz_build.h" \
-    "$CARGO_TARGET_DIR/release/libworkz_build.so" "$APP" "$(state php)" "$RUNS")
+    "$CARGO_TARGET_DIR/release/libworkz_build.so" "$APP" "$(state php)" "$RUNS" 1)
+  php_lean=$(php -d ffi.enable=1 "$ROOT/benches/bindings-hit.php" "$ROOT/include/workz_build.h" \
+    "$CARGO_TARGET_DIR/release/libworkz_build.so" "$APP" "$(state php)" "$RUNS" 0)
   python=$("$VENV/bin/python" "$ROOT/benches/bindings-hit.py" "$APP" "$(state python)" "$RUNS")
   node=$(node "$ROOT/benches/bindings-hit.js" "$ROOT/bindings-node" "$APP" "$(state node)" "$RUNS")
-  echo "$rust $php $python $node" >> "$WORK/hit-rounds.txt"
+  echo "$rust $php $php_lean $python $node" >> "$WORK/hit-rounds.txt"
 done
 python3 - "$WORK/hit-rounds.txt" "$RUNS" <<'PY'
 import statistics, sys
 rounds = [list(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
-names = ["Rust (Engine::build_blocking)", "PHP FFI (wz_engine_build + json_decode)", "Python (Engine.build)",
-         "Node (await engine.build)"]
-medians = [statistics.median(r[i] for r in rounds) for i in range(4)]
+names = ["Rust (Engine::build_blocking)", "PHP FFI (wz_engine_build + json_decode, full file list)",
+         "PHP FFI (same, \"list_files\": false)", "Python (Engine.build)", "Node (await engine.build)"]
+medians = [statistics.median(r[i] for r in rounds) for i in range(len(names))]
 print(f"cache-hit build of a 200-file static app: median of {sys.argv[2]} builds per process, "
       f"median over {len(rounds)} alternating rounds")
 print("| caller | median per build | vs Rust | per-round ratios |")

@@ -114,12 +114,29 @@ class Build {
       }
     }
     const result = JSON.parse(await call(() => this._native.wait()))
+    if (result.artifacts) lazyFiles(result.artifacts, this._native)
     if (check && result.status !== 'succeeded') {
       const report = JSON.parse(native.failureOfResult(JSON.stringify(result)))
       throw new WorkzBuildError(report, result)
     }
     return result
   }
+}
+
+/** `artifacts.files`, fetched from the engine and decoded the first time it is read. */
+function lazyFiles(artifacts, nativeBuild) {
+  Object.defineProperty(artifacts, 'files', {
+    enumerable: true,
+    configurable: true,
+    get() {
+      const files = JSON.parse(nativeBuild.filesJson())
+      Object.defineProperty(artifacts, 'files', { value: files, enumerable: true, writable: true, configurable: true })
+      return files
+    },
+    set(value) {
+      Object.defineProperty(artifacts, 'files', { value, enumerable: true, writable: true, configurable: true })
+    },
+  })
 }
 
 /** The build engine. `config`: an engine config object (or JSON text); omitted = embedded defaults. */

@@ -8,8 +8,14 @@ export declare class Build {
   cancel(): void
   /** The next event as JSON, or "" after the last one. */
   nextEvent(): Promise<string>
-  /** The BuildResult JSON once the build ends, whatever its status; the same on later calls. */
+  /**
+   * The BuildResult JSON once the build ends, whatever its status, without the artifact
+   * file list (`filesJson` has it: a large app's list is read only when wanted); the same
+   * on later calls.
+   */
   wait(): Promise<string>
+  /** The artifact files of a build `wait` has seen end, as JSON (`[]` before that). */
+  filesJson(): string
 }
 
 /** The engine. */

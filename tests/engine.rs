@@ -145,6 +145,13 @@ async fn a_static_app_builds_then_hits_the_cache() {
     assert!(second.artifacts.as_ref().unwrap().reused, "the identical latest release is reused");
     assert_eq!(second.artifacts.as_ref().unwrap().path, first.artifacts.as_ref().unwrap().path);
 
+    // A host that does not read the file list gets the same result without it.
+    let lean = engine.build(BuildRequest { list_files: false, ..BuildRequest::directory(&app) }).await;
+    assert!(lean.cache.hit);
+    let (lean, full) = (lean.artifacts.as_ref().unwrap(), second.artifacts.as_ref().unwrap());
+    assert!(lean.files.is_empty());
+    assert_eq!((&lean.path, lean.size), (&full.path, full.size));
+
     // A fresh engine (a new process) hits the filesystem tier.
     let third = world.engine().build(BuildRequest::directory(&app)).await;
     assert_eq!(third.cache.tier.as_deref(), Some("filesystem"));

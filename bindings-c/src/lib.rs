@@ -17,6 +17,7 @@
 
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr;
+use std::sync::Arc;
 
 use workz::embed::{SharedBuild, catch_panic, failure_of, request_from_json};
 use workz::engine::block_on;
@@ -180,7 +181,7 @@ fn deliver(callback: Option<Callback>) -> impl FnMut(&EventRecord) {
 
 /// Wait for the build; with a callback, its events go to it on this thread as they arrive
 /// (without one, the thread is not woken for each event).
-fn wait(build: &SharedBuild, on_event: wz_event_callback, user_data: *mut c_void) -> BuildResult {
+fn wait(build: &SharedBuild, on_event: wz_event_callback, user_data: *mut c_void) -> Arc<BuildResult> {
     match Callback::new(on_event, user_data) {
         Some(callback) => build.wait_delivering_events(deliver(Some(callback))),
         None => block_on(build.result()),

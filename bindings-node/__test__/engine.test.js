@@ -39,6 +39,12 @@ test('a build with events, then a cache hit, explain and cache operations', asyn
 
   const again = await e.build(STATIC_APP)
   assert.equal(again.cache.hit, true)
+  // The file list is fetched when first read, and serialises with the rest.
+  const paths = again.artifacts.files.map((f) => f.path)
+  assert.ok(paths.includes('index.html'))
+  assert.deepEqual(JSON.parse(JSON.stringify(again)).artifacts.files.map((f) => f.path), paths)
+  again.artifacts.files = []
+  assert.deepEqual(again.artifacts.files, [])
   assert.equal((await e.explain(STATIC_APP)).would_hit, true)
   assert.ok((await e.cacheStats()).tiers.length >= 1)
   assert.ok((await e.cacheInvalidate('workz-static-example/*')) >= 1)

@@ -159,11 +159,23 @@ impl Build {
         })
     }
 
-    /// The BuildResult JSON once the build ends, whatever its status; the same on later calls.
+    /// The BuildResult JSON once the build ends, whatever its status, without the artifact
+    /// file list (`filesJson` has it: a large app's list is read only when wanted); the same
+    /// on later calls.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn wait<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
         let build = self.build.clone();
-        promise(env, async move { to_json(&build.result().await) })
+        promise(env, async move { to_json(&build.result().await.without_files()) })
+    }
+
+    /// The artifact files of a build `wait` has seen end, as JSON (`[]` before that).
+    #[napi]
+    pub fn files_json(&self) -> napi::Result<String> {
+        guarded(|| {
+            let result = self.build.ended();
+            let files = result.as_ref().and_then(|r| r.artifacts.as_ref()).map(|a| a.files.as_slice());
+            to_json(&files.unwrap_or_default())
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 mod error;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -102,15 +103,28 @@ async fn next_event(build: &SharedBuild) -> Option<String> {
     build.next_event().await.and_then(|record| to_json(&record).ok())
 }
 
-/// `(result_json, error)`: the error is set when the build did not succeed.
-/// `(result_json, files_json, error)`: the artifact file list travels apart so that Python
-/// decodes it only when it is read; the error is set when the build did not succeed.
-fn outcome(result: &BuildResult) -> (String, String, Option<PyErr>) {
-    let mut summary = result.clone();
-    let files = summary.artifacts.as_mut().map(|a| std::mem::take(&mut a.files)).unwrap_or_default();
-    let json = to_json(&summary).unwrap_or_else(|e| e.to_string());
-    let files = to_json(&files).unwrap_or_else(|_| "[]".into());
-    (json, files, failure_of(result).map(to_py_err))
+/// `(result_json, files, error)`: the artifact file list stays native until Python reads it
+/// (a cache hit of a large app would otherwise pay for thousands of entries it may never
+/// look at); the error is set when the build did not succeed.
+fn outcome(result: Arc<BuildResult>) -> (String, ArtifactFiles, Option<PyErr>) {
+    let json = to_json(&result.without_files()).unwrap_or_else(|e| e.to_string());
+    let error = failure_of(&result).map(to_py_err);
+    (json, ArtifactFiles { result }, error)
+}
+
+/// A finished build's artifact file list, turned into JSON when it is first asked for.
+#[pyclass(frozen, module = "workz_build._native")]
+struct ArtifactFiles {
+    result: Arc<BuildResult>,
+}
+
+#[pymethods]
+impl ArtifactFiles {
+    /// The files as a JSON array of `{path, size, blake3}`.
+    fn json(&self) -> String {
+        let files = self.result.artifacts.as_ref().map(|a| a.files.as_slice()).unwrap_or_default();
+        to_json(&files).unwrap_or_else(|_| "[]".into())
+    }
 }
 
 /// A submitted build. `cancel` may be called from any thread.
@@ -136,10 +150,10 @@ impl Build {
         py.detach(|| block_on(next_event(&self.build)))
     }
 
-    /// `(result_json, files_json, error_or_None)`, waiting with the GIL released.
-    fn wait(&self, py: Python<'_>) -> (String, String, Option<PyErr>) {
+    /// `(result_json, files, error_or_None)`, waiting with the GIL released.
+    fn wait(&self, py: Python<'_>) -> (String, ArtifactFiles, Option<PyErr>) {
         let result = py.detach(|| block_on(self.build.result()));
-        outcome(&result)
+        outcome(result)
     }
 
     /// Call `done(event_json_or_None)` from the engine's runtime when the next event arrives.
@@ -151,13 +165,13 @@ impl Build {
         });
     }
 
-    /// Call `done(result_json, files_json, error_or_None)` from the engine's runtime when the build ends.
+    /// Call `done(result_json, files, error_or_None)` from the engine's runtime when the build ends.
     fn wait_then(&self, done: Py<PyAny>) {
         let build = self.build.clone();
         runtime().spawn(async move {
             let result = build.result().await;
             Python::attach(|py| {
-                let (json, files, error) = outcome(&result);
+                let (json, files, error) = outcome(result);
                 report_callback_error(py, done.call1(py, (json, files, error)));
             });
         });
@@ -176,6 +190,7 @@ fn report_callback_error(py: Python<'_>, outcome: PyResult<Py<PyAny>>) {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_class::<Build>()?;
+    m.add_class::<ArtifactFiles>()?;
     m.add("__version__", workz::VERSION)?;
     m.add("ABI_VERSION", 1u32)?;
     m.add("PANIC_POINT_VAR", workz::testing::PANIC_POINT_VAR)?;

@@ -49,7 +49,8 @@ pub struct SharedBuild {
 
 enum BuildState {
     Running(Box<BuildHandle>),
-    Ended(Box<BuildResult>),
+    /// Shared, not copied: a result can list thousands of files.
+    Ended(Arc<BuildResult>),
 }
 
 impl SharedBuild {
@@ -80,35 +81,43 @@ impl SharedBuild {
 
     /// The events that have arrived, and the result if the build has ended, without waiting
     /// (nothing while another caller is waiting on this build).
-    pub fn poll(&self, mut on_event: impl FnMut(&EventRecord)) -> Option<BuildResult> {
+    pub fn poll(&self, mut on_event: impl FnMut(&EventRecord)) -> Option<Arc<BuildResult>> {
         let mut state = self.state.try_lock().ok()?;
         let result = match &mut *state {
-            BuildState::Ended(result) => return Some((**result).clone()),
+            BuildState::Ended(result) => return Some(result.clone()),
             BuildState::Running(handle) => {
                 while let Some(record) = handle.try_next_event() {
                     on_event(&record);
                 }
-                handle.try_wait()?
+                Arc::new(handle.try_wait()?)
             }
         };
-        *state = BuildState::Ended(Box::new(result.clone()));
+        *state = BuildState::Ended(result.clone());
         Some(result)
     }
 
+    /// The result of a build that has ended and been waited for; `None` before.
+    pub fn ended(&self) -> Option<Arc<BuildResult>> {
+        match &*self.state.try_lock().ok()? {
+            BuildState::Ended(result) => Some(result.clone()),
+            BuildState::Running(_) => None,
+        }
+    }
+
     /// The result, waiting for the build to end; the same result on later calls.
-    pub async fn result(&self) -> BuildResult {
+    pub async fn result(&self) -> Arc<BuildResult> {
         let mut state = self.state.lock().await;
         let result = match &mut *state {
-            BuildState::Ended(result) => return (**result).clone(),
-            BuildState::Running(handle) => handle.result().await,
+            BuildState::Ended(result) => return result.clone(),
+            BuildState::Running(handle) => Arc::new(handle.result().await),
         };
-        *state = BuildState::Ended(Box::new(result.clone()));
+        *state = BuildState::Ended(result.clone());
         result
     }
 
     /// Wait on the calling thread, handing each event to `on_event` there as it arrives
     /// (hosts such as PHP and Python may only be called back on their own thread).
-    pub fn wait_delivering_events(&self, mut on_event: impl FnMut(&EventRecord)) -> BuildResult {
+    pub fn wait_delivering_events(&self, mut on_event: impl FnMut(&EventRecord)) -> Arc<BuildResult> {
         block_on(async {
             while let Some(record) = self.next_event().await {
                 on_event(&record);

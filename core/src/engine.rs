@@ -551,7 +551,12 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         path: release.location.clone(),
         entry_point: ctx.entry_point.clone(),
         size: ctx.files.iter().map(|f| f.size).sum(),
-        files: ctx.files.iter().map(|f| ArtifactRef { path: f.path.clone(), size: f.size, blake3: f.blake3 }).collect(),
+        files: match ctx.request.list_files {
+            true => {
+                ctx.files.iter().map(|f| ArtifactRef { path: f.path.clone(), size: f.size, blake3: f.blake3 }).collect()
+            }
+            false => Vec::new(),
+        },
         reused: ctx.reused_release,
     });
     let app = ctx.app.as_ref();

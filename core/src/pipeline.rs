@@ -44,6 +44,15 @@ pub struct BuildRequest {
     /// Seconds; overrides `buildSystem.buildTimeout` for this build.
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// List every published file in the result (`artifacts.files`). A host that does not read
+    /// the list says `false`: it stays in the release's `manifest.json`, and the result a
+    /// binding hands over shrinks from one entry per file to a few fields.
+    #[serde(default = "list_files_default")]
+    pub list_files: bool,
+}
+
+fn list_files_default() -> bool {
+    true
 }
 
 impl BuildRequest {
@@ -56,6 +65,7 @@ impl BuildRequest {
             priority: 0,
             force: false,
             timeout: None,
+            list_files: true,
         }
     }
 }

@@ -37,8 +37,9 @@ pub struct Artifacts {
     /// The release directory (or URL, for remote stores).
     pub path: String,
     pub entry_point: Option<String>,
-    /// Total bytes of `files`.
+    /// Total bytes of the published files.
     pub size: u64,
+    /// Every published file; empty when the request said `list_files: false`.
     pub files: Vec<ArtifactRef>,
     /// True when a cache hit was served by the app's identical latest release (no new copy).
     pub reused: bool,
@@ -65,6 +66,30 @@ pub struct BuildResult {
 impl BuildResult {
     pub fn succeeded(&self) -> bool {
         self.status == BuildStatus::Succeeded
+    }
+
+    /// A copy without the artifact file list, for a binding that hands the list over apart
+    /// (only when the host reads it: it can hold thousands of entries).
+    pub fn without_files(&self) -> BuildResult {
+        let BuildResult { build_id, status, app, target, cache, artifacts, timings, duration, warnings, error } = self;
+        BuildResult {
+            build_id: build_id.clone(),
+            status: *status,
+            app: app.clone(),
+            target: target.clone(),
+            cache: cache.clone(),
+            artifacts: artifacts.as_ref().map(|a| Artifacts {
+                path: a.path.clone(),
+                entry_point: a.entry_point.clone(),
+                size: a.size,
+                files: Vec::new(),
+                reused: a.reused,
+            }),
+            timings: timings.clone(),
+            duration: *duration,
+            warnings: warnings.clone(),
+            error: error.clone(),
+        }
     }
 
     /// A failed result for an error raised before a build could start (bad config, say).

@@ -68,6 +68,15 @@ $events = [];
 [$result, $err] = $build(["source" => ["directory" => $app]]);
 check($err === null && $result["cache"]["hit"] === true, "second build hits the cache");
 check(in_array("cache_hit", array_column($events, "type"), true), "a cache_hit event");
+$paths = array_column($result["artifacts"]["files"], "path");
+check(in_array("index.html", $paths, true), "the result lists the published files");
+
+// A backend that does not read the file list asks for a lean result; the list stays in the
+// release's manifest.json.
+[$lean, $err] = $build(["source" => ["directory" => $app], "list_files" => false]);
+check($err === null && $lean["cache"]["hit"] === true && $lean["artifacts"]["files"] === [], "lean result has no file list");
+$manifest = json_decode(file_get_contents($lean["artifacts"]["path"] . "/manifest.json"), true);
+check(count($manifest["files"]) === count($paths), "manifest.json still lists the files: " . json_encode(array_keys($manifest)));
 
 // A failed build: the error code and hint, and the result still says why.
 [$result, $err] = $build(["source" => ["files" => ["index.html" => "<h1>no config</h1>"]]]);

@@ -80,21 +80,21 @@ class Artifacts:
     """Where a build's outputs were published. ``files`` is built on first use: a cache hit
     should not pay for an object per output file that most callers never read."""
 
-    __slots__ = ("path", "entry_point", "size", "reused", "_files_json", "_raw_files", "_files")
+    __slots__ = ("path", "entry_point", "size", "reused", "_native_files", "_raw_files", "_files")
 
-    def __init__(self, d: Dict[str, Any], files_json: Optional[str] = None) -> None:
+    def __init__(self, d: Dict[str, Any], native_files: Optional[_native.ArtifactFiles] = None) -> None:
         self.path: str = d["path"]
         self.entry_point: Optional[str] = d.get("entry_point")
         self.size: int = d["size"]
         self.reused: bool = d["reused"]
-        # The file list arrives as JSON text from the engine, or already decoded from a dict.
-        self._files_json = files_json
-        self._raw_files: Optional[List[Dict[str, Any]]] = None if files_json is not None else d["files"]
+        # The file list stays in the engine until it is read, or arrives decoded in a dict.
+        self._native_files = native_files
+        self._raw_files: Optional[List[Dict[str, Any]]] = None if native_files is not None else d["files"]
         self._files: Optional[List[ArtifactFile]] = None
 
     def raw_files(self) -> List[Dict[str, Any]]:
         if self._raw_files is None:
-            self._raw_files = json.loads(self._files_json or "[]")
+            self._raw_files = json.loads(self._native_files.json()) if self._native_files is not None else []
         return self._raw_files
 
     @property
@@ -138,8 +138,8 @@ class BuildResult:
         return self.status == "succeeded"
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any], files_json: Optional[str] = None) -> "BuildResult":
-        """A result from the engine's dict; with ``files_json``, the artifact files are that JSON."""
+    def from_dict(cls, d: Dict[str, Any], native_files: Optional[_native.ArtifactFiles] = None) -> "BuildResult":
+        """A result from the engine's dict; with ``native_files``, the artifact files are read from it."""
         artifacts = d.get("artifacts")
         return cls(
             build_id=d["build_id"],
@@ -149,7 +149,7 @@ class BuildResult:
             cache=CacheOutcome(**d["cache"]),
             artifacts=None
             if artifacts is None
-            else Artifacts(artifacts, files_json),
+            else Artifacts(artifacts, native_files),
             timings=dict(d.get("timings") or {}),
             duration=d["duration"],
             warnings=list(d.get("warnings") or []),
@@ -198,8 +198,10 @@ def _request(
     return json.dumps(request), files
 
 
-def _finish(result_json: str, files_json: str, error: Optional[WorkzBuildError], check: bool) -> BuildResult:
-    result = BuildResult.from_dict(json.loads(result_json), files_json)
+def _finish(
+    result_json: str, files: _native.ArtifactFiles, error: Optional[WorkzBuildError], check: bool
+) -> BuildResult:
+    result = BuildResult.from_dict(json.loads(result_json), files)
     if error is not None and check:
         error.result = result
         raise error
