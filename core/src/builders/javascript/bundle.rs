@@ -17,6 +17,10 @@ use rolldown::{
 use rolldown_common::Output;
 use rolldown_common::side_effects::HookSideEffects;
 
+use oxc::minifier::CompressOptions;
+use oxc::transformer::EngineTargets;
+
+use super::minify::{Minified, MinifySettings, minify_chunk};
 use crate::config::ModuleFormat;
 use crate::error::{BuildError, Error, Result};
 use crate::source::SourceTree;
@@ -164,6 +168,10 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
             import: spec.root.join(entry).display().to_string(),
         })
         .collect();
+    // A module chunk is minified here, on every core (minify.rs); rolldown minifies a chunk
+    // on one. Its minify switch also picks the production `process.env.NODE_ENV`, so that is
+    // defined here too.
+    let own_minify = spec.minify && spec.format == ModuleFormat::Esm;
     let options = BundlerOptions {
         input: Some(input),
         cwd: Some(spec.root.clone()),
@@ -179,7 +187,10 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
         entry_filenames: Some(ChunkFilenamesOutputOption::String("[name]-[hash].js".into())),
         chunk_filenames: Some(ChunkFilenamesOutputOption::String("[name]-[hash].js".into())),
         asset_filenames: Some(rolldown::AssetFilenamesOutputOption::String("assets/[name]-[hash][extname]".into())),
-        minify: Some(RawMinifyOptions::Bool(spec.minify)),
+        minify: Some(RawMinifyOptions::Bool(spec.minify && !own_minify)),
+        minify_internal_exports: own_minify.then_some(true),
+        define: own_minify
+            .then(|| [("process.env.NODE_ENV".to_string(), "'production'".to_string())].into_iter().collect()),
         sourcemap: spec.sourcemap.then_some(SourceMapType::File),
         treeshake: TreeshakeOptions::Boolean(spec.treeshake),
         module_types: Some(module_types),
@@ -210,6 +221,10 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
     }
 
     let css_ids: HashSet<String> = css.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut minified = match own_minify {
+        true => minify_chunks(&output.assets, &spec.target)?,
+        false => HashMap::new(),
+    };
     let mut chunks: HashMap<String, Arc<rolldown_common::OutputChunk>> = HashMap::new();
     for item in &output.assets {
         let name = item.filename().to_string();
@@ -219,8 +234,13 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
         }
         match item {
             Output::Chunk(chunk) => {
-                std::fs::write(&dest, chunk.code.as_bytes()).map_err(write_failed(&dest))?;
-                if let Some(map) = &chunk.map {
+                let own = minified.remove(&name);
+                let (code, map) = match &own {
+                    Some(m) => (m.code.as_str(), m.map.as_ref()),
+                    None => (chunk.code.as_str(), chunk.map.as_ref()),
+                };
+                std::fs::write(&dest, code.as_bytes()).map_err(write_failed(&dest))?;
+                if let Some(map) = map {
                     let map_name = chunk.sourcemap_filename.clone().unwrap_or_else(|| format!("{name}.map"));
                     let map_dest = safe_join(out_dir, &map_name)?;
                     std::fs::write(&map_dest, map.to_json_string()).map_err(write_failed(&map_dest))?;
@@ -253,6 +273,34 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
         });
     }
     Ok(entries)
+}
+
+/// Every chunk minified (large ones cut into pieces on their own threads, small ones side by
+/// side), by file name.
+fn minify_chunks(assets: &[Output], target: &Either<String, Vec<String>>) -> Result<HashMap<String, Minified>> {
+    use rayon::prelude::*;
+    let targets = match target {
+        Either::Left(target) => EngineTargets::from_target(target),
+        Either::Right(targets) => EngineTargets::from_target_list(targets),
+    }
+    .map_err(|e| BuildError::Failed(format!("minifier target: {e}")))?;
+    let settings = MinifySettings {
+        module: true,
+        compress: CompressOptions { target: targets, ..CompressOptions::smallest() },
+        split: true,
+    };
+    Ok(assets
+        .par_iter()
+        .filter_map(|item| match item {
+            Output::Chunk(chunk) => Some(chunk),
+            Output::Asset(_) => None,
+        })
+        .map(|chunk| {
+            let name = chunk.filename.to_string();
+            let minified = minify_chunk(&chunk.code, chunk.map.as_ref(), &name, &settings);
+            (name, minified)
+        })
+        .collect())
 }
 
 /// Stylesheets below `chunk`: statically imported chunks first (they run first), then its

@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod css;
 pub mod external;
 pub mod html;
+pub mod minify;
 pub mod npm;
 pub mod validate;
 
