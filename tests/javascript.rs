@@ -162,6 +162,38 @@ async fn a_typescript_app_is_lowered_bundled_and_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_minified_bundle_s_source_map_leads_back_to_the_typescript() {
+    let world = World::new();
+    let app = world.app("ts-app");
+    let config = r#"{ "name": "TS App", "version": "1.0.0", "appType": "javascript",
+        "buildConfig": { "javascript": { "target": "es2018" }, "optimization": { "minify": true, "sourceMaps": true } } }"#;
+    std::fs::write(app.join("workz.json"), config).unwrap();
+    let result = world.engine().build(BuildRequest::directory(&app)).await;
+    assert_ok(&result);
+    let script = &page_scripts(&release(&result))[0];
+    let code = std::fs::read_to_string(script).unwrap();
+    let map_text = std::fs::read_to_string(format!("{}.map", script.display())).unwrap();
+    let map = oxc_sourcemap::SourceMap::from_json_string(&map_text).unwrap();
+    // The log line's string, where the minified code has it, maps to where main.ts has it.
+    let (line, col) = code
+        .lines()
+        .enumerate()
+        .find_map(|(n, l)| l.find("WORKZ_RESULT ").map(|c| (n as u32, c as u32 - 1)))
+        .expect("the log line in the bundle");
+    let table = map.generate_lookup_table();
+    let token = map.lookup_token(&table, line, col).expect("a mapping");
+    let source = map.get_source(token.get_source_id().unwrap()).unwrap();
+    assert!(source.ends_with("src/main.ts"), "{source}");
+    let content = map.get_source_content(token.get_source_id().unwrap()).unwrap();
+    let at = &content.lines().nth(token.get_src_line() as usize).unwrap()[token.get_src_col() as usize..];
+    assert!(at.starts_with("\"WORKZ_RESULT \""), "maps to {at:?}");
+    assert!(
+        code.trim_end()
+            .ends_with(&format!("//# sourceMappingURL={}.map", script.file_name().unwrap().to_str().unwrap()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_imports_are_split_into_chunks() {
     let world = World::new();
     let app = world.app("split-app");

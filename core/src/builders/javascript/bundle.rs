@@ -226,6 +226,16 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
         false => HashMap::new(),
     };
     let mut chunks: HashMap<String, Arc<rolldown_common::OutputChunk>> = HashMap::new();
+    let chunk_maps: HashSet<String> = output
+        .assets
+        .iter()
+        .filter_map(|item| match item {
+            Output::Chunk(chunk) if chunk.map.is_some() => {
+                Some(chunk.sourcemap_filename.clone().unwrap_or_else(|| format!("{}.map", chunk.filename)))
+            }
+            _ => None,
+        })
+        .collect();
     for item in &output.assets {
         let name = item.filename().to_string();
         let dest = safe_join(out_dir, &name)?;
@@ -247,6 +257,9 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
                 }
                 chunks.insert(name, chunk.clone());
             }
+            // rolldown also lists each chunk's source map as an asset: the chunk's own map
+            // (minified here, maybe) is the one written.
+            Output::Asset(_) if chunk_maps.contains(name.as_str()) => {}
             Output::Asset(asset) => {
                 std::fs::write(&dest, asset.source.as_bytes()).map_err(write_failed(&dest))?;
             }
