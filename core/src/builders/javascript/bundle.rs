@@ -75,16 +75,17 @@ struct SourceGuard {
 }
 
 impl SourceGuard {
-    fn check(&self, id: &str) -> std::result::Result<(), String> {
+    /// Refuse what the build may not read; the checked bytes when it had to read them.
+    fn check(&self, id: &str) -> std::result::Result<Option<Vec<u8>>, String> {
         let path = id.split(['?', '#']).next().unwrap_or(id);
         if id.starts_with('\0') || !Path::new(path).is_absolute() {
-            return Ok(()); // the bundler's own virtual modules
+            return Ok(None); // the bundler's own virtual modules
         }
         let path = crate::fsutil::normalize(Path::new(path));
         let Ok(rel) = path.strip_prefix(&self.root) else {
             return Err(format!("{} is outside the app: a build reads only the app's own files", path.display()));
         };
-        let Some(tree) = &self.snapshot else { return Ok(()) };
+        let Some(tree) = &self.snapshot else { return Ok(None) };
         let rel = rel.to_str().unwrap_or_default();
         let file = tree.get(rel).ok_or_else(|| {
             format!("{rel} is not part of the app's sources (ignored, excluded, or created after the build started)")
@@ -93,9 +94,13 @@ impl SourceGuard {
         if crate::digest::Digest::of(&bytes) != file.digest {
             return Err(format!("{rel} changed while the app was being built"));
         }
-        Ok(())
+        Ok(Some(bytes))
     }
 }
+
+/// Scripts the guard hands to rolldown as it checked them (one read per file, and what is
+/// bundled is what was checked); everything else rolldown's own loaders read.
+const SCRIPT_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx"];
 
 impl Plugin for SourceGuard {
     fn name(&self) -> Cow<'static, str> {
@@ -111,13 +116,23 @@ impl Plugin for SourceGuard {
     }
 
     async fn load(&self, _ctx: SharedLoadPluginContext, args: &HookLoadArgs<'_>) -> HookLoadReturn {
-        if let Err(message) = self.check(args.id) {
-            if let Ok(mut refused) = self.refused.lock() {
-                refused.push(message.clone());
+        let bytes = match self.check(args.id) {
+            Ok(bytes) => bytes,
+            Err(message) => {
+                if let Ok(mut refused) = self.refused.lock() {
+                    refused.push(message.clone());
+                }
+                return Err(anyhow::anyhow!(message));
             }
-            return Err(anyhow::anyhow!(message));
+        };
+        let plain_script = !args.id.contains(['?', '#'])
+            && Path::new(args.id).extension().and_then(|e| e.to_str()).is_some_and(|e| SCRIPT_EXTENSIONS.contains(&e));
+        match bytes.map(String::from_utf8) {
+            Some(Ok(code)) if plain_script => {
+                Ok(Some(HookLoadOutput { code: arcstr::ArcStr::from(code), ..Default::default() }))
+            }
+            _ => Ok(None),
         }
-        Ok(None)
     }
 }
 
@@ -311,6 +326,7 @@ fn minify_chunks(assets: &[Output], target: &Either<String, Vec<String>>) -> Res
         .map(|chunk| {
             let name = chunk.filename.to_string();
             let minified = minify_chunk(&chunk.code, chunk.map.as_ref(), &name, &settings);
+            tracing::debug!(chunk = %name, pieces = minified.pieces, bytes = minified.code.len(), "minified");
             (name, minified)
         })
         .collect())
