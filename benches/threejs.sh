@@ -55,6 +55,12 @@ rss_e=$(peak_rss_mb esbuild "$APP/entry.js" --bundle --minify --sourcemap --outd
 rss_p=$(cd "$APP" && peak_rss_mb webpack --config webpack.config.cjs --no-stats)
 w=$(median_ms "$WORK/three10.json" 0); e=$(median_ms "$WORK/three10.json" 1); p=$(median_ms "$WORK/three10-webpack.json" 0)
 size_w=$(find "$WORK/three10-out" -name 'entry-*.js' -printf '%s\n' | sort -n | tail -1)
+# The minified bundle must compute what the source computes.
+bundle=$(find "$WORK/three10-out" -name 'entry-*.js' | head -1)
+if [ "$(node "$ROOT/benches/threejs-check.mjs" "$bundle")" != "$(node "$ROOT/benches/threejs-check.mjs" "$APP/entry.js")" ]; then
+  echo "the engine's bundle does not compute what the source computes" >&2
+  exit 1
+fi
 size_e=$(stat -c %s "$WORK/three10-esbuild/entry.js")
 python3 - "$w" "$e" "$p" "$rss_w" "$rss_e" "$rss_p" "$size_w" "$size_e" "$runs" <<'PY'
 import sys
