@@ -142,3 +142,21 @@ fn a_top_level_name_shadowing_a_known_global_is_not_cut() {
     let minified = minify_chunk(&code, Some(&map), "chunk.js", &settings());
     assert_eq!(minified.pieces, 1);
 }
+
+#[test]
+fn a_direct_eval_is_not_cut() {
+    // eval can name any top-level binding: renaming them chunk-wide would break it.
+    let original = chunk(2500, |i| match i {
+        2000 => "const seen2000 = eval(\"typeof helper10\");\nexport { seen2000 };\n".into(),
+        _ => String::new(),
+    });
+    let (code, map) = with_map(&original);
+    let minified = minify_chunk(&code, Some(&map), "chunk.js", &settings());
+    assert_eq!(minified.pieces, 1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("minified.mjs"), &minified.code).unwrap();
+    let script = "import('./minified.mjs').then(m => console.log(m.seen2000))";
+    let out =
+        Command::new("node").arg("--input-type=module").arg("-e").arg(script).current_dir(dir.path()).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "function", "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -13,7 +13,7 @@
 //! A piece sees only its own code, so the cut is refused (and the chunk minified in one piece,
 //! exactly as rolldown would) when that could change what the code does: a piece that assigns
 //! another piece's top-level binding, a top-level name that shadows a global the compressor
-//! knows, a piece that does not parse, or anything unexpected.
+//! knows, a direct `eval`, a piece that does not parse, or anything unexpected.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -141,6 +141,8 @@ type ChunkMap<'m> = (&'m SourceMap<'static>, &'m [&'m [Token]]);
 
 /// What a piece declares and uses, read before it is compressed.
 struct Scan {
+    /// A direct `eval` can reach any top-level name by its name: nothing may be renamed.
+    direct_eval: bool,
     roots: Vec<String>,
     /// Names it uses but does not declare (other pieces' top-level names, or globals), as its
     /// source has them: compression may drop the very use that makes the cut unsafe.
@@ -256,6 +258,9 @@ impl Drop for Outbox {
 /// For each piece, its top-level names that another piece uses; `None` when cutting would
 /// change what the code does.
 fn plan_keep(scans: &[Scan]) -> Option<Vec<Vec<String>>> {
+    if scans.iter().any(|scan| scan.direct_eval) {
+        return None;
+    }
     let mut owner: HashMap<&str, usize> = HashMap::new();
     for (index, scan) in scans.iter().enumerate() {
         for name in &scan.roots {
@@ -351,7 +356,7 @@ fn scan(program: &Program<'_>) -> Scan {
             written: references.iter().any(|&r| scoping.get_reference(r).is_write()),
         })
         .collect();
-    Scan { roots, free }
+    Scan { direct_eval: scoping.root_scope_flags().contains_direct_eval(), roots, free }
 }
 
 /// Compress a piece and mangle its locals. The top-level names other pieces use are exported
