@@ -99,6 +99,7 @@ fn a_large_chunk_is_minified_in_pieces_that_compute_the_same_and_map_back() {
     // Each module's error message, found in the minified code, maps back to it in the original.
     let final_map = minified.map.expect("a source map");
     assert_eq!(final_map.get_sources().collect::<Vec<_>>(), vec!["original.js"]);
+    assert_eq!(final_map.get_file(), Some("chunk.js"));
     let table = final_map.generate_lookup_table();
     let original_lines: Vec<&str> = original.lines().collect();
     let minified_lines: Vec<&str> = minified.code.lines().collect();

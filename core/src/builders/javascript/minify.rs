@@ -70,6 +70,9 @@ pub fn minify_chunk(
         _ => (code, None),
     };
     let mut minified = minify_body(body, map, filename, settings);
+    if let Some(map) = &mut minified.map {
+        map.set_file(filename);
+    }
     if let Some(trailer) = trailer {
         if !minified.code.ends_with('\n') {
             minified.code.push('\n');
