@@ -183,7 +183,7 @@ async fn the_minified_bundle_s_source_map_leads_back_to_the_typescript() {
     let table = map.generate_lookup_table();
     let token = map.lookup_token(&table, line, col).expect("a mapping");
     let source = map.get_source(token.get_source_id().unwrap()).unwrap();
-    assert!(source.ends_with("src/main.ts"), "{source}");
+    assert_eq!(source, "src/main.ts");
     let content = map.get_source_content(token.get_source_id().unwrap()).unwrap();
     let at = &content.lines().nth(token.get_src_line() as usize).unwrap()[token.get_src_col() as usize..];
     assert!(at.starts_with("\"WORKZ_RESULT \""), "maps to {at:?}");

@@ -190,6 +190,9 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
     let options = BundlerOptions {
         input: Some(input),
         cwd: Some(spec.root.clone()),
+        // Source-map `sources` are relative to the output directory: the release root
+        // mirrors the app root, so they read `src/main.ts`, not rolldown's `../src/main.ts`.
+        dir: Some(spec.root.display().to_string()),
         platform: Some(Platform::Browser),
         format: Some(match spec.format {
             ModuleFormat::Esm => OutputFormat::Esm,
