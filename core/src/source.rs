@@ -85,6 +85,9 @@ impl SourceError {
 enum Content {
     Disk(PathBuf),
     Memory(Bytes),
+    /// A script read while it was hashed, kept: the stages after read it again many times
+    /// (validation, the bundler), and what they see is then exactly what was hashed.
+    Held(Bytes),
 }
 
 /// One checked source file.
@@ -101,17 +104,29 @@ impl SourceFile {
     /// The file's bytes.
     pub fn read(&self) -> Result<Bytes, SourceError> {
         match &self.content {
-            Content::Memory(bytes) => Ok(bytes.clone()),
+            Content::Memory(bytes) | Content::Held(bytes) => Ok(bytes.clone()),
             Content::Disk(path) => std::fs::read(path)
                 .map(Bytes::from)
                 .map_err(|source| SourceError::Read { path: self.path.clone(), source }),
         }
     }
 
+    /// The file's bytes as they were hashed: from memory when they were kept, else read
+    /// from disk and checked against the digest (`None` if they changed since).
+    pub fn read_as_hashed(&self) -> Result<Option<Bytes>, SourceError> {
+        match &self.content {
+            Content::Memory(bytes) | Content::Held(bytes) => Ok(Some(bytes.clone())),
+            Content::Disk(_) => {
+                let bytes = self.read()?;
+                Ok((Digest::of(&bytes) == self.digest).then_some(bytes))
+            }
+        }
+    }
+
     /// Write the file to `dest` (a path the caller owns).
     pub fn copy_to(&self, dest: &Path) -> std::io::Result<()> {
         match &self.content {
-            Content::Memory(bytes) => std::fs::write(dest, bytes),
+            Content::Memory(bytes) | Content::Held(bytes) => std::fs::write(dest, bytes),
             Content::Disk(path) => std::fs::copy(path, dest).map(|_| ()),
         }
     }
@@ -461,6 +476,12 @@ pub fn normalize_path(path: &str) -> Result<String, SourceError> {
 /// from a read into a per-thread buffer.
 const MMAP_THRESHOLD: u64 = 64 * 1024;
 
+/// Scripts (what the JavaScript builder validates and bundles) are kept in memory when read
+/// for hashing, up to these sizes.
+const HELD_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx"];
+const HELD_FILE_BYTES: u64 = 4 << 20;
+const HELD_TOTAL_BYTES: u64 = 128 << 20;
+
 /// A file found by the walk, not hashed yet.
 struct Pending {
     rel: String,
@@ -473,12 +494,28 @@ fn hash_files(pending: &[Pending], stat_cache: &StatCache) -> Result<Vec<SourceF
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    let held_total = std::sync::atomic::AtomicU64::new(0);
     let files: Vec<SourceFile> = pending
         .par_iter()
         .map(|p| {
             let read_err = |source| SourceError::Read { path: p.rel.clone(), source };
             let size = p.meta.len();
-            let digest = if let Some(known) = stat_cache.lookup(&p.rel, &p.meta) {
+            let known = stat_cache.lookup(&p.rel, &p.meta);
+            let hold = known.is_none()
+                && size <= HELD_FILE_BYTES
+                && p.rel.rsplit_once('.').is_some_and(|(_, ext)| HELD_EXTENSIONS.contains(&ext))
+                && held_total.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size <= HELD_TOTAL_BYTES;
+            if hold {
+                let bytes = Bytes::from(std::fs::read(&p.abs).map_err(read_err)?);
+                let digest = Digest::of(&bytes);
+                return Ok(SourceFile {
+                    path: p.rel.clone(),
+                    size: bytes.len() as u64,
+                    digest,
+                    content: Content::Held(bytes),
+                });
+            }
+            let digest = if let Some(known) = known {
                 known
             } else if size >= MMAP_THRESHOLD {
                 let mut hasher = blake3::Hasher::new();

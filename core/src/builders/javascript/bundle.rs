@@ -76,7 +76,7 @@ struct SourceGuard {
 
 impl SourceGuard {
     /// Refuse what the build may not read; the checked bytes when it had to read them.
-    fn check(&self, id: &str) -> std::result::Result<Option<Vec<u8>>, String> {
+    fn check(&self, id: &str) -> std::result::Result<Option<bytes::Bytes>, String> {
         let path = id.split(['?', '#']).next().unwrap_or(id);
         if id.starts_with('\0') || !Path::new(path).is_absolute() {
             return Ok(None); // the bundler's own virtual modules
@@ -90,11 +90,11 @@ impl SourceGuard {
         let file = tree.get(rel).ok_or_else(|| {
             format!("{rel} is not part of the app's sources (ignored, excluded, or created after the build started)")
         })?;
-        let bytes = std::fs::read(&path).map_err(|e| format!("{rel}: {e}"))?;
-        if crate::digest::Digest::of(&bytes) != file.digest {
-            return Err(format!("{rel} changed while the app was being built"));
+        match file.read_as_hashed() {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) => Err(format!("{rel} changed while the app was being built")),
+            Err(e) => Err(e.to_string()),
         }
-        Ok(Some(bytes))
     }
 }
 
@@ -127,7 +127,7 @@ impl Plugin for SourceGuard {
         };
         let plain_script = !args.id.contains(['?', '#'])
             && Path::new(args.id).extension().and_then(|e| e.to_str()).is_some_and(|e| SCRIPT_EXTENSIONS.contains(&e));
-        match bytes.map(String::from_utf8) {
+        match bytes.as_deref().map(std::str::from_utf8) {
             Some(Ok(code)) if plain_script => {
                 Ok(Some(HookLoadOutput { code: arcstr::ArcStr::from(code), ..Default::default() }))
             }
