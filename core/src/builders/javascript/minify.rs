@@ -175,7 +175,7 @@ fn minify_pieces(
     for &end in cuts.iter().chain(std::iter::once(&code.len())) {
         let text = &code[start..end];
         pieces.push(Piece { text, line_offset: line });
-        line += u32::try_from(memchr_count(text)).ok()?;
+        line += u32::try_from(line_count(text)).ok()?;
         start = end;
     }
     let table: OnceLock<Vec<&[Token]>> = OnceLock::new();
@@ -288,7 +288,8 @@ fn plan_keep(scans: &[Scan]) -> Option<Vec<Vec<String>>> {
     Some(keep.into_iter().map(|names| names.into_iter().map(str::to_string).collect()).collect())
 }
 
-fn memchr_count(text: &str) -> usize {
+/// Newlines in `text` (a piece's line count less one).
+fn line_count(text: &str) -> usize {
     text.bytes().filter(|&b| b == b'\n').count()
 }
 
@@ -410,9 +411,10 @@ fn report(scoping: &Scoping, declared: &[String]) -> Option<PieceReport> {
         if !declared.contains(name.as_str()) {
             return None;
         }
-        // The keep-alive export's own reference is gone with it.
+        // Counted while the keep-alive export was still there (one use more for the names it
+        // kept): only the ranking sees it.
         let uses = scoping.get_resolved_reference_ids(symbol).len();
-        report.roots.push((name.to_string(), uses.max(1)));
+        report.roots.push((name.to_string(), uses));
     }
     for (name, references) in scoping.root_unresolved_references() {
         report.free.push((name.to_string(), references.len()));
@@ -659,7 +661,7 @@ fn joined_map(chunk_map: &SourceMap<'static>, outputs: &[PieceOutput]) -> Source
                 t.get_name_id(),
             ));
         }
-        line += memchr_count(&output.code) as u32 + 1;
+        line += line_count(&output.code) as u32 + 1;
     }
     let owned = |s: &str| std::borrow::Cow::Owned(s.to_owned());
     SourceMap::new(
