@@ -14,13 +14,15 @@ if [ ! -f "$APP/entry.js" ]; then
     echo "export default [$(seq -s, -f 'copy%g' 0 9)];"
   } > "$APP/entry.js"
 fi
+# Every tool writes outside the app: the engine reads (and checks) every file of it.
+rm -rf "$APP/out-webpack"
 cat > "$APP/webpack.config.cjs" <<'JS'
 const path = require("path");
 const tools = [process.env.JS_TOOLS];
 module.exports = {
   mode: "production",
   entry: "./entry.js",
-  output: { path: path.resolve(__dirname, "out-webpack"), filename: "[name].[contenthash].js" },
+  output: { path: path.resolve(__dirname, "../three10-webpack-out"), filename: "[name].[contenthash].js" },
   devtool: "source-map",
   module: { rules: [{ test: /\.js$/, use: { loader: require.resolve("babel-loader", { paths: tools }),
     options: { presets: [[require.resolve("@babel/preset-env", { paths: tools }), { targets: "defaults" }]] } } }] },

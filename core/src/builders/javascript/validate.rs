@@ -129,14 +129,15 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// Credential patterns: (what, regex).
+/// Credential patterns: (what, regex). Word boundaries are ASCII ones: Unicode boundaries
+/// make the regex engine fall back to its slowest matcher on any non-ASCII text.
 const CREDENTIALS: &[(&str, &str)] = &[
-    ("an AWS access key id", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
+    ("an AWS access key id", r"(?-u:\b)(AKIA|ASIA)[0-9A-Z]{16}(?-u:\b)"),
     ("a private key block", r"-----BEGIN (RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY( BLOCK)?-----"),
-    ("a GitHub token", r"\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}\b"),
-    ("a Google API key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
-    ("a Stripe secret key", r"\b(sk|rk)_live_[0-9A-Za-z]{24,}\b"),
-    ("a Slack token", r"\bxox[abprs]-[0-9A-Za-z-]{10,}\b"),
+    ("a GitHub token", r"(?-u:\b)(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}(?-u:\b)"),
+    ("a Google API key", r"(?-u:\b)AIza[0-9A-Za-z_\-]{35}(?-u:\b)"),
+    ("a Stripe secret key", r"(?-u:\b)(sk|rk)_live_[0-9A-Za-z]{24,}(?-u:\b)"),
+    ("a Slack token", r"(?-u:\b)xox[abprs]-[0-9A-Za-z-]{10,}(?-u:\b)"),
 ];
 
 /// Text files worth scanning for credentials.
@@ -203,13 +204,28 @@ pub fn validate(
     };
     let patterns: Vec<(&str, regex::Regex)> =
         CREDENTIALS.iter().filter_map(|(what, re)| regex::Regex::new(re).ok().map(|r| (*what, r))).collect();
+    // One pass over each file finds whether any credential pattern is there at all.
+    let any_credential = regex::bytes::RegexSet::new(CREDENTIALS.iter().map(|(_, re)| re)).expect("valid patterns");
     let script_src =
         regex::Regex::new(r#"(?i)<script[^>]*\ssrc\s*=\s*["']?(http://[^"'\s>]+)"#).expect("a valid pattern");
     let credentials_level = level("hardcoded-credentials");
     let insecure_level = level("insecure-script-load");
     let eval_level = level("no-eval");
     let function_level = level("no-new-function");
-    let may_trip_script_rule = regex::Regex::new(r"\beval\b|\bFunction\b|http://").expect("a valid pattern");
+    // The text a script rule can fire on (a rule that is off needs none): its callee's name,
+    // or a string literal that starts with `http://`. Spellings with escapes are beyond the
+    // rules' reach, as string concatenation always was.
+    let script_rule_text: Vec<&str> = [
+        (eval_level, r"(?-u:\b)eval(?-u:\b)"),
+        (function_level, r"(?-u:\b)Function(?-u:\b)"),
+        (insecure_level, r#"["']http://"#),
+    ]
+    .into_iter()
+    .filter(|(level, _)| *level != RuleLevel::Off)
+    .map(|(_, text)| text)
+    .collect();
+    let may_trip_script_rule = (!script_rule_text.is_empty())
+        .then(|| regex::bytes::Regex::new(&script_rule_text.join("|")).expect("a valid pattern"));
 
     let per_file: Vec<(Vec<SyntaxError>, Vec<Finding>, Option<Digest>)> = tree
         .files()
@@ -234,6 +250,17 @@ pub fn validate(
             let mut syntax = Vec::new();
             let mut findings = Vec::new();
             let Ok(bytes) = file.read() else { return (syntax, findings, None) };
+            // What may fire is found on the bytes; most files need no more than that.
+            let is_html = file.path.ends_with(".html") || file.path.ends_with(".htm");
+            let credentials =
+                scanned_for_credentials(&file.path).then(|| any_credential.matches(&bytes)).filter(|m| m.matched_any());
+            let parse = is_script(&file.path)
+                && (parse_all || may_trip_script_rule.as_ref().is_some_and(|re| re.is_match(&bytes)));
+            // A script that was not parsed passed by its text only: remembered as such.
+            let key = if parse || !is_script(&file.path) { full } else { text_only };
+            if credentials.is_none() && !is_html && !parse {
+                return (syntax, findings, Some(key));
+            }
             let text = String::from_utf8_lossy(&bytes);
             let mut push = |rule: &str, level: RuleLevel, offset: usize, message: String| {
                 if level != RuleLevel::Off {
@@ -241,8 +268,8 @@ pub fn validate(
                     findings.push(Finding { rule: rule.to_string(), level, location, message, frame });
                 }
             };
-            if scanned_for_credentials(&file.path) {
-                for (what, re) in &patterns {
+            if let Some(present) = credentials {
+                for (what, re) in patterns.iter().enumerate().filter(|(i, _)| present.matched(*i)).map(|(_, p)| p) {
                     if let Some(m) = re.find(&text) {
                         push(
                             "hardcoded-credentials",
@@ -255,7 +282,7 @@ pub fn validate(
                     }
                 }
             }
-            if file.path.ends_with(".html") || file.path.ends_with(".htm") {
+            if is_html {
                 for cap in script_src.captures_iter(&text) {
                     if let Some(url) = cap.get(1) {
                         push(
@@ -267,7 +294,6 @@ pub fn validate(
                     }
                 }
             }
-            let parse = is_script(&file.path) && (parse_all || may_trip_script_rule.is_match(&text));
             if parse {
                 let allocator = Allocator::default();
                 let ret = Parser::new(&allocator, &text, source_type(&file.path)).parse();
@@ -289,8 +315,6 @@ pub fn validate(
                     }
                 }
             }
-            // A script that was not parsed passed by its text only: remembered as such.
-            let key = if parse || !is_script(&file.path) { full } else { text_only };
             let clean = (syntax.is_empty() && findings.is_empty()).then_some(key);
             (syntax, findings, clean)
         })
@@ -509,5 +533,29 @@ mod tests {
 
         let off: BTreeMap<String, RuleLevel> = [("no-eval".to_string(), RuleLevel::Off)].into();
         assert!(!security_scan(&t, &off).iter().any(|f| f.rule == "no-eval"));
+    }
+
+    #[test]
+    fn only_text_that_can_trip_a_rule_is_parsed() {
+        let t = tree(&[
+            ("doc.js", "// see http://example.com/spec\nexport const a = 1;\n"),
+            ("load.js", "const s = document.createElement('script'); s.src = \"http://x.example/y.js\";\n"),
+            ("shader.js", "export const f = new Function('a', body);\n"),
+        ]);
+        let digest = |path: &str| t.get(path).unwrap().digest;
+        let rules = BTreeMap::new();
+        let report = validate(&t, &rules, &HashSet::new(), false);
+        // Mentions in comments cannot trip a rule: the file passes by its text.
+        assert!(report.clean.contains(&validation_key(&digest("doc.js"), &rules, false)));
+        let found = |report: &Report, file: &str, rule: &str| {
+            report.findings.iter().any(|f| f.location.file == file && f.rule == rule)
+        };
+        assert!(found(&report, "load.js", "insecure-script-load"));
+        assert!(found(&report, "shader.js", "no-new-function"));
+        // A rule that is off needs no parse.
+        let off: BTreeMap<String, RuleLevel> = [("no-new-function".to_string(), RuleLevel::Off)].into();
+        let report = validate(&t, &off, &HashSet::new(), false);
+        assert!(report.clean.contains(&validation_key(&digest("shader.js"), &off, false)));
+        assert!(found(&report, "load.js", "insecure-script-load"));
     }
 }
