@@ -10,7 +10,9 @@ use oxc::allocator::Allocator;
 use oxc::codegen::{Codegen, CodegenOptions};
 use oxc::parser::Parser;
 use oxc::span::SourceType;
-use workz_build::builders::javascript::minify::{MinifySettings, minify_chunk};
+use std::sync::Arc;
+
+use workz_build::builders::javascript::minify::{ChunkSourceMap, EarlyMinify, MinifySettings, minify_chunk};
 
 /// A chunk shaped like rolldown's: a runtime region, then one region per module, each using
 /// the one before through functions, classes, constants, a mutable binding, shorthand
@@ -118,6 +120,41 @@ fn a_large_chunk_is_minified_in_pieces_that_compute_the_same_and_map_back() {
             token.get_src_col()
         );
     }
+}
+
+struct Finished(oxc_sourcemap::SourceMap<'static>);
+
+impl ChunkSourceMap for Finished {
+    fn source_map(&self) -> Option<&oxc_sourcemap::SourceMap<'static>> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn a_chunk_minified_while_the_bundler_finishes_it_is_the_same_as_one_minified_after() {
+    let original = chunk(2500, |_| String::new());
+    let (rendered, map) = with_map(&original);
+    // What the bundler hands over when it has finished the chunk: the map comment appended.
+    let finished = format!("{rendered}\n//# sourceMappingURL=chunk.js.map");
+    let after = minify_chunk(&finished, Some(&map), "chunk.js", &settings());
+
+    let early = EarlyMinify::start(Arc::new(rendered.clone()), &settings(), true).expect("large enough to start");
+    let early = early.finish(Arc::new(Finished(map.clone())), &finished, "chunk.js").expect("the same chunk");
+    assert!(early.pieces > 1);
+    assert_eq!(early.code, after.code);
+    assert_eq!(early.map.expect("a map").to_json_string(), after.map.expect("a map").to_json_string());
+
+    // Changed after rendering (a file name filled in): that work is dropped.
+    let early = EarlyMinify::start(Arc::new(rendered.clone()), &settings(), true).unwrap();
+    let changed = finished.replacen("marker7", "marker8", 1);
+    assert!(early.finish(Arc::new(Finished(map.clone())), &changed, "chunk.js").is_none());
+    // Dropped unfinished (the bundle failed): the job gives up when it asks for the map.
+    drop(EarlyMinify::start(Arc::new(rendered.clone()), &settings(), true).unwrap());
+    // Small chunks, and chunks with names still to fill in, are not started early.
+    assert!(EarlyMinify::start(Arc::new("export const a = 1;\n".into()), &settings(), true).is_none());
+    assert!(
+        EarlyMinify::start(Arc::new(format!("{rendered}import('./c-!~{{000}}~.js');")), &settings(), true).is_none()
+    );
 }
 
 #[test]

@@ -39,7 +39,7 @@ const PIECE_BYTES: usize = 512 * 1024;
 const MAX_PIECES: usize = 16;
 
 /// How a chunk is minified.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MinifySettings {
     /// An ES module (`esm`); else a script (`iife`), which is never cut: it is one statement.
     pub module: bool,
@@ -63,13 +63,26 @@ pub fn minify_chunk(
     filename: &str,
     settings: &MinifySettings,
 ) -> Minified {
-    // rolldown ends a chunk with its source-map comment, which the printer would drop.
-    let trimmed = code.trim_end();
-    let (body, trailer) = match trimmed.rfind('\n') {
-        Some(i) if trimmed[i + 1..].starts_with("//# sourceMappingURL=") => (&code[..=i], Some(&trimmed[i + 1..])),
-        _ => (code, None),
+    let (body, trailer) = split_trailer(code);
+    let supply = match map {
+        Some(map) => MapSupply::Ready(map),
+        None => MapSupply::Unwanted,
     };
-    let mut minified = minify_body(body, map, filename, settings);
+    let minified = minify_body(body, &supply, settings).expect("a ready map is always there");
+    finish(minified, filename, trailer)
+}
+
+/// rolldown ends a chunk with its source-map comment (after a newline it adds), which the
+/// printer would drop: the code before it, and the comment.
+fn split_trailer(code: &str) -> (&str, Option<&str>) {
+    let trimmed = code.trim_end();
+    match trimmed.rfind('\n') {
+        Some(i) if trimmed[i + 1..].starts_with("//# sourceMappingURL=") => (&code[..i], Some(&trimmed[i + 1..])),
+        _ => (code, None),
+    }
+}
+
+fn finish(mut minified: Minified, filename: &str, trailer: Option<&str>) -> Minified {
     if let Some(map) = &mut minified.map {
         map.set_file(filename);
     }
@@ -82,19 +95,115 @@ pub fn minify_chunk(
     minified
 }
 
-fn minify_body(code: &str, map: Option<&SourceMap<'static>>, filename: &str, settings: &MinifySettings) -> Minified {
+/// Where a chunk's source map comes from.
+enum MapSupply<'m> {
+    /// No source map is wanted.
+    Unwanted,
+    Ready(&'m SourceMap<'static>),
+    /// Wanted, but the bundler is still finishing the chunk: this waits for it (`None`: the
+    /// chunk turned out different and the work is abandoned). Asked only once pieces print.
+    Later(&'m dyn Fn() -> Option<&'m SourceMap<'static>>),
+}
+
+impl<'m> MapSupply<'m> {
+    fn wanted(&self) -> bool {
+        !matches!(self, MapSupply::Unwanted)
+    }
+
+    /// The map, waiting for it if need be; `Err` when it was wanted and will not come.
+    fn get(&self) -> Result<Option<&'m SourceMap<'static>>, ()> {
+        match self {
+            MapSupply::Unwanted => Ok(None),
+            MapSupply::Ready(map) => Ok(Some(map)),
+            MapSupply::Later(wait) => wait().map(Some).ok_or(()),
+        }
+    }
+}
+
+/// `None` only when a map that was to come later did not.
+fn minify_body(code: &str, map: &MapSupply<'_>, settings: &MinifySettings) -> Option<Minified> {
     let pieces = (code.len() / PIECE_BYTES).min(MAX_PIECES);
     let cuts = if settings.module && settings.split && pieces > 1 { cut_points(code, pieces) } else { Vec::new() };
-    if !cuts.is_empty()
-        && let Some(minified) = minify_pieces(code, &cuts, map, filename, settings)
-    {
-        return minified;
+    if !cuts.is_empty() {
+        match minify_pieces(code, &cuts, map, settings) {
+            Cut::Done(minified) => return Some(*minified),
+            Cut::Abandoned => return None,
+            Cut::Refused => {}
+        }
     }
+    let map = map.get().ok()?;
     let piece = Piece { text: code, line_offset: 0 };
     let table = map.map(|m| m.generate_lookup_table());
-    let output = piece.minify_whole(settings, filename, map.zip(table.as_deref()));
-    Minified { map: map.map(|m| joined_map(m, std::slice::from_ref(&output))), code: output.code, pieces: 1 }
+    let output = piece.minify_whole(settings, map.zip(table.as_deref()));
+    Some(Minified { map: map.map(|m| joined_map(m, std::slice::from_ref(&output))), code: output.code, pieces: 1 })
 }
+
+/// A chunk the bundler has rendered but not finished (it still names its files and appends
+/// the source-map comment), minified meanwhile on its own thread: the cores that the
+/// bundler's last, mostly serial steps leave idle start on it. The source map is asked for
+/// only when the pieces print.
+pub struct EarlyMinify {
+    code: Arc<String>,
+    chunk: mpsc::Sender<Arc<dyn ChunkSourceMap>>,
+    job: std::thread::JoinHandle<Option<Minified>>,
+}
+
+/// What holds a finished chunk's source map.
+pub trait ChunkSourceMap: Send + Sync {
+    fn source_map(&self) -> Option<&SourceMap<'static>>;
+}
+
+impl std::fmt::Debug for EarlyMinify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EarlyMinify").field("bytes", &self.code.len()).finish()
+    }
+}
+
+impl EarlyMinify {
+    /// Start on a rendered chunk when it is large enough to be cut and final as rendered
+    /// (no hash placeholders for the bundler to fill in); `None` otherwise.
+    pub fn start(code: Arc<String>, settings: &MinifySettings, source_map: bool) -> Option<EarlyMinify> {
+        let worth_it = settings.module && settings.split && code.len() >= 2 * PIECE_BYTES;
+        if !worth_it || code.contains(HASH_PLACEHOLDER_START) {
+            return None;
+        }
+        let (chunk, arrived) = mpsc::channel::<Arc<dyn ChunkSourceMap>>();
+        let text = code.clone();
+        let settings = settings.clone();
+        let job = std::thread::Builder::new()
+            .name("workz-minify".into())
+            .spawn(move || {
+                let held: OnceLock<Arc<dyn ChunkSourceMap>> = OnceLock::new();
+                let wait = || {
+                    if held.get().is_none()
+                        && let Ok(chunk) = arrived.recv()
+                    {
+                        let _ = held.set(chunk);
+                    }
+                    held.get().and_then(|chunk| chunk.source_map())
+                };
+                let supply = if source_map { MapSupply::Later(&wait) } else { MapSupply::Unwanted };
+                minify_body(&text, &supply, &settings)
+            })
+            .ok()?;
+        Some(EarlyMinify { code, chunk, job })
+    }
+
+    /// The minified chunk, when the finished chunk (`code`, holding its map) is the one that
+    /// was rendered; `None` (and the work dropped) when the bundler changed it since.
+    pub fn finish(self, chunk: Arc<dyn ChunkSourceMap>, code: &str, filename: &str) -> Option<Minified> {
+        let (body, trailer) = split_trailer(code);
+        if body != self.code.as_str() {
+            return None;
+        }
+        self.chunk.send(chunk).ok()?;
+        let minified = self.job.join().ok()??;
+        Some(finish(minified, filename, trailer))
+    }
+}
+
+/// How rolldown marks a file name it fills in after rendering.
+const HASH_PLACEHOLDER_START: &str = "!~{";
 
 /// Where to cut: the starts of `//#region` lines, about evenly spaced.
 fn cut_points(code: &str, pieces: usize) -> Vec<usize> {
@@ -162,24 +271,33 @@ enum Message {
 
 type Inbox<T> = (mpsc::Sender<(usize, Option<T>)>, mpsc::Receiver<(usize, Option<T>)>);
 
-fn minify_pieces(
-    code: &str,
-    cuts: &[usize],
-    map: Option<&SourceMap<'static>>,
-    filename: &str,
-    settings: &MinifySettings,
-) -> Option<Minified> {
+/// How cutting a chunk went.
+enum Cut {
+    Done(Box<Minified>),
+    /// Cutting could change what the code does: minify it whole.
+    Refused,
+    /// The source map that was to come later did not.
+    Abandoned,
+}
+
+fn minify_pieces(code: &str, cuts: &[usize], map: &MapSupply<'_>, settings: &MinifySettings) -> Cut {
     let mut pieces = Vec::with_capacity(cuts.len() + 1);
     let mut start = 0;
     let mut line = 0u32;
     for &end in cuts.iter().chain(std::iter::once(&code.len())) {
         let text = &code[start..end];
         pieces.push(Piece { text, line_offset: line });
-        line += u32::try_from(line_count(text)).ok()?;
+        let Ok(lines) = u32::try_from(line_count(text)) else { return Cut::Refused };
+        line += lines;
         start = end;
     }
-    let table: OnceLock<Vec<&[Token]>> = OnceLock::new();
+    // The chunk's map with its lookup table, which every piece traces through once printed.
+    let slot: OnceLock<Option<MapTable<'_>>> = OnceLock::new();
+    let wants_map = map.wanted();
+    let mut abandoned = false;
     let outputs = std::thread::scope(|scope| {
+        // Whatever way this ends, pieces waiting for the map are let go.
+        let _release = ReleaseOnDrop(&slot);
         let (scan_tx, scan_rx): Inbox<Scan> = mpsc::channel();
         let (report_tx, report_rx): Inbox<PieceReport> = mpsc::channel();
         let mut inboxes = Vec::new();
@@ -188,19 +306,19 @@ fn minify_pieces(
             let (message_tx, message_rx) = mpsc::channel::<Message>();
             inboxes.push(message_tx);
             let outbox = Outbox { index, scan: Some(scan_tx.clone()), report: Some(report_tx.clone()) };
-            let table = &table;
+            let slot = &slot;
             handles.push(scope.spawn(move || {
-                let chunk_map = || map.zip(table.get().map(Vec::as_slice));
+                let chunk_map = || slot.wait().as_ref().map(|(map, table)| (*map, table.as_slice()));
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    piece.minify_cut(settings, filename, outbox, message_rx, chunk_map)
+                    piece.minify_cut(settings, wants_map, outbox, message_rx, chunk_map)
                 }))
                 .ok()
                 .flatten()
             }));
         }
-        // While the pieces parse: the chunk map's lookup table, which they all trace through.
-        if let Some(map) = map {
-            let _ = table.set(map.generate_lookup_table());
+        // While the pieces parse: the lookup table of a map that is already there.
+        if let MapSupply::Ready(ready) = map {
+            let _ = slot.set(Some((*ready, ready.generate_lookup_table())));
         }
         // Each piece sends one scan and one report, `None` when it failed; returning early
         // drops the inboxes, which ends the pieces still waiting.
@@ -213,10 +331,41 @@ fn minify_pieces(
         for inbox in &inboxes {
             let _ = inbox.send(Message::Rename(renames.clone()));
         }
+        // The pieces print; a map still to come is waited for meanwhile.
+        if slot.get().is_none() {
+            match map.get() {
+                Ok(Some(later)) => {
+                    let _ = slot.set(Some((later, later.generate_lookup_table())));
+                }
+                Ok(None) => {}
+                Err(()) => abandoned = true,
+            }
+        }
+        let _ = slot.set(None);
         handles.into_iter().map(|h| h.join().ok().flatten()).collect::<Option<Vec<PieceOutput>>>()
-    })?;
+    });
+    if abandoned {
+        return Cut::Abandoned;
+    }
+    let Some(outputs) = outputs else { return Cut::Refused };
     let code = outputs.iter().map(|o| o.code.as_str()).collect::<Vec<_>>().join("\n");
-    Some(Minified { map: map.map(|m| joined_map(m, &outputs)), code, pieces: outputs.len() })
+    let map = slot.get().and_then(|m| m.as_ref()).map(|(map, _)| joined_map(map, &outputs));
+    if wants_map && map.is_none() {
+        return Cut::Abandoned;
+    }
+    Cut::Done(Box::new(Minified { map, code, pieces: outputs.len() }))
+}
+
+/// A chunk map and its lookup table.
+type MapTable<'m> = (&'m SourceMap<'static>, Vec<&'m [Token]>);
+
+/// Sets the map slot to "no map" unless it was set: no piece waits for it forever.
+struct ReleaseOnDrop<'s, 'm>(&'s OnceLock<Option<MapTable<'m>>>);
+
+impl Drop for ReleaseOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        let _ = self.0.set(None);
+    }
 }
 
 /// One message from each of `count` pieces, in piece order; `None` if any failed.
@@ -305,7 +454,7 @@ impl<'t> Piece<'t> {
     }
 
     /// The whole chunk as one piece: what rolldown's minifier does (top-level names mangled too).
-    fn minify_whole(&self, settings: &MinifySettings, filename: &str, map: Option<ChunkMap<'_>>) -> PieceOutput {
+    fn minify_whole(&self, settings: &MinifySettings, map: Option<ChunkMap<'_>>) -> PieceOutput {
         let allocator = Allocator::default();
         let source_type = if settings.module { SourceType::mjs() } else { SourceType::cjs() };
         // Like rolldown: a chunk that does not parse is minified as far as it parsed.
@@ -314,7 +463,8 @@ impl<'t> Piece<'t> {
             .parse()
             .program;
         let ret = minifier(settings, settings.module).minify(&allocator, &mut program);
-        print(&program, ret, filename, map, self.line_offset)
+        let (code, piece_map) = print(&program, ret, map.is_some());
+        PieceOutput { tokens: trace(piece_map.as_ref(), map, self.line_offset), code }
     }
 
     /// One piece of a cut chunk: scan, compress and mangle its locals keeping what the others
@@ -323,7 +473,7 @@ impl<'t> Piece<'t> {
     fn minify_cut<'m>(
         &self,
         settings: &MinifySettings,
-        filename: &str,
+        wants_map: bool,
         mut outbox: Outbox,
         inbox: mpsc::Receiver<Message>,
         map: impl FnOnce() -> Option<ChunkMap<'m>>,
@@ -343,7 +493,8 @@ impl<'t> Piece<'t> {
         let mut scoping = ret.scoping.take()?;
         rename_top_level(&allocator, &mut program, &mut scoping, &renames);
         ret.scoping = Some(scoping);
-        Some(print(&program, ret, filename, map(), self.line_offset))
+        let (code, piece_map) = print(&program, ret, wants_map);
+        Some(PieceOutput { tokens: trace(piece_map.as_ref(), map(), self.line_offset), code })
     }
 }
 
@@ -583,19 +734,13 @@ impl<'a> VisitMut<'a> for RenameFree<'a, '_> {
     }
 }
 
-/// Print a piece, and trace its source map through the chunk's (the piece's line 0 is the
-/// chunk's `line_offset`).
-fn print(
-    program: &Program<'_>,
-    minified: MinifierReturn,
-    filename: &str,
-    map: Option<ChunkMap<'_>>,
-    line_offset: u32,
-) -> PieceOutput {
+/// Print a piece, with its own source map when one is wanted.
+fn print<'a>(program: &Program<'a>, minified: MinifierReturn, map: bool) -> (String, Option<SourceMap<'a>>) {
     let options = CodegenOptions {
         minify: true,
         comments: CommentOptions { normal: false, jsdoc: false, annotation: false, legal: LegalComment::Inline },
-        source_map_path: map.is_some().then(|| PathBuf::from(filename)),
+        // Only its tokens are used: they are traced through the chunk's map.
+        source_map_path: map.then(|| PathBuf::from("piece.js")),
         ..CodegenOptions::default()
     };
     let ret = Codegen::new()
@@ -603,21 +748,14 @@ fn print(
         .with_scoping(minified.scoping)
         .with_private_member_mappings(minified.class_private_mappings)
         .build(program);
-    let tokens = match (map, &ret.map) {
-        (Some((chunk_map, table)), Some(piece_map)) => trace(piece_map, chunk_map, table, line_offset),
-        _ => Vec::new(),
-    };
-    PieceOutput { code: ret.code, tokens }
+    (ret.code, ret.map)
 }
 
 /// A piece's tokens traced to the original sources through the chunk's map (what rolldown's
-/// `collapse_sourcemaps` does, with the piece's place in the chunk).
-fn trace(
-    piece_map: &SourceMap<'_>,
-    chunk_map: &SourceMap<'static>,
-    table: &[&[Token]],
-    line_offset: u32,
-) -> Vec<Token> {
+/// `collapse_sourcemaps` does, with the piece's place in the chunk: its line 0 is the chunk's
+/// `line_offset`).
+fn trace(piece_map: Option<&SourceMap<'_>>, chunk_map: Option<ChunkMap<'_>>, line_offset: u32) -> Vec<Token> {
+    let (Some(piece_map), Some((chunk_map, table))) = (piece_map, chunk_map) else { return Vec::new() };
     piece_map
         .get_tokens()
         .filter_map(|token| {
