@@ -86,8 +86,12 @@ enum Content {
     Disk(PathBuf),
     Memory(Bytes),
     /// A script read while it was hashed, kept: the stages after read it again many times
-    /// (validation, the bundler), and what they see is then exactly what was hashed.
-    Held(Bytes),
+    /// (validation, the bundler), and what they see is then exactly what was hashed. Its
+    /// share of the process's budget is given back when the last copy of the file goes.
+    Held {
+        bytes: Bytes,
+        _share: std::sync::Arc<Held>,
+    },
 }
 
 /// One checked source file.
@@ -104,7 +108,7 @@ impl SourceFile {
     /// The file's bytes.
     pub fn read(&self) -> Result<Bytes, SourceError> {
         match &self.content {
-            Content::Memory(bytes) | Content::Held(bytes) => Ok(bytes.clone()),
+            Content::Memory(bytes) | Content::Held { bytes, .. } => Ok(bytes.clone()),
             Content::Disk(path) => std::fs::read(path)
                 .map(Bytes::from)
                 .map_err(|source| SourceError::Read { path: self.path.clone(), source }),
@@ -115,7 +119,7 @@ impl SourceFile {
     /// from disk and checked against the digest (`None` if they changed since).
     pub fn read_as_hashed(&self) -> Result<Option<Bytes>, SourceError> {
         match &self.content {
-            Content::Memory(bytes) | Content::Held(bytes) => Ok(Some(bytes.clone())),
+            Content::Memory(bytes) | Content::Held { bytes, .. } => Ok(Some(bytes.clone())),
             Content::Disk(_) => {
                 let bytes = self.read()?;
                 Ok((Digest::of(&bytes) == self.digest).then_some(bytes))
@@ -126,7 +130,7 @@ impl SourceFile {
     /// Write the file to `dest` (a path the caller owns).
     pub fn copy_to(&self, dest: &Path) -> std::io::Result<()> {
         match &self.content {
-            Content::Memory(bytes) | Content::Held(bytes) => std::fs::write(dest, bytes),
+            Content::Memory(bytes) | Content::Held { bytes, .. } => std::fs::write(dest, bytes),
             Content::Disk(path) => std::fs::copy(path, dest).map(|_| ()),
         }
     }
@@ -482,6 +486,50 @@ const HELD_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts"
 const HELD_FILE_BYTES: u64 = 4 << 20;
 const HELD_TOTAL_BYTES: u64 = 128 << 20;
 
+/// What all the snapshots of this process may hold at once: builds running side by side (an
+/// embedding host runs several) share it, and a build past it reads its scripts from disk.
+static HELD_BUDGET: HeldBudget = HeldBudget::new(512 << 20);
+
+/// Bytes kept in memory, against a limit.
+#[derive(Debug)]
+pub(crate) struct HeldBudget {
+    used: std::sync::atomic::AtomicU64,
+    limit: u64,
+}
+
+/// Bytes taken from a budget, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Held {
+    budget: &'static HeldBudget,
+    bytes: u64,
+}
+
+impl HeldBudget {
+    pub(crate) const fn new(limit: u64) -> HeldBudget {
+        HeldBudget { used: std::sync::atomic::AtomicU64::new(0), limit }
+    }
+
+    /// `bytes` more, if they fit.
+    pub(crate) fn take(&'static self, bytes: u64) -> Option<Held> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.used
+            .fetch_update(Relaxed, Relaxed, |used| used.checked_add(bytes).filter(|&total| total <= self.limit))
+            .ok()
+            .map(|_| Held { budget: self, bytes })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A file found by the walk, not hashed yet.
 struct Pending {
     rel: String,
@@ -505,14 +553,14 @@ fn hash_files(pending: &[Pending], stat_cache: &StatCache) -> Result<Vec<SourceF
                 && size <= HELD_FILE_BYTES
                 && p.rel.rsplit_once('.').is_some_and(|(_, ext)| HELD_EXTENSIONS.contains(&ext))
                 && held_total.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size <= HELD_TOTAL_BYTES;
-            if hold {
+            if let Some(held) = hold.then(|| HELD_BUDGET.take(size)).flatten() {
                 let bytes = Bytes::from(std::fs::read(&p.abs).map_err(read_err)?);
                 let digest = Digest::of(&bytes);
                 return Ok(SourceFile {
                     path: p.rel.clone(),
                     size: bytes.len() as u64,
                     digest,
-                    content: Content::Held(bytes),
+                    content: Content::Held { bytes, _share: std::sync::Arc::new(held) },
                 });
             }
             let digest = if let Some(known) = known {
@@ -541,6 +589,35 @@ mod tests {
 
     fn limits() -> LimitsConfig {
         LimitsConfig::default()
+    }
+
+    #[test]
+    fn held_scripts_share_one_budget_given_back_when_they_go() {
+        static BUDGET: HeldBudget = HeldBudget::new(100);
+        let first = BUDGET.take(60).expect("fits");
+        assert!(BUDGET.take(50).is_none(), "past the limit");
+        let second = BUDGET.take(40).expect("fits exactly");
+        assert_eq!(BUDGET.used(), 100);
+        drop(first);
+        assert_eq!(BUDGET.used(), 40);
+        assert!(BUDGET.take(60).is_some(), "given back");
+        drop(second);
+        assert_eq!(BUDGET.used(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_gives_back_what_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.js"), "export const a = 1;\n".repeat(1000)).unwrap();
+        let spec = SourceSpec::Directory(dir.path().to_path_buf());
+        let tree = SourceTree::intake(&spec, &limits(), &SourceConfig::default(), None).unwrap();
+        let file = tree.get("main.js").unwrap();
+        let Content::Held { _share: held, .. } = &file.content else { panic!("a script is held") };
+        // Other tests take from the same budget meanwhile: only this file's share is checked.
+        let weak = std::sync::Arc::downgrade(held);
+        assert_eq!(held.bytes, 20_000);
+        drop(tree);
+        assert!(weak.upgrade().is_none(), "its share is given back with the snapshot");
     }
 
     #[test]
