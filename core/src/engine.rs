@@ -414,10 +414,11 @@ impl Engine {
         Ok(CacheStats { tiers: cache.stats(), usage: cache.usage().await? })
     }
 
-    /// Remove the entries matching a glob over `<app>/<target>/<key>`; returns how many.
+    /// Remove the entries matching a glob over `<app>/<target>/<key>`; returns how many
+    /// builds (an entry in several tiers counts once).
     pub async fn cache_invalidate(&self, pattern: &str) -> Result<u64> {
         let pattern = compile_pattern(pattern)?;
-        Ok(self.cache()?.invalidate(&pattern).await?)
+        Ok(self.cache()?.invalidate(&pattern).await?.len() as u64)
     }
 
     pub async fn cache_prune(&self) -> Result<PruneReport> {

@@ -448,16 +448,16 @@ impl CacheBackend for FilesystemCache {
         .await
     }
 
-    async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<u64, CacheError> {
+    async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<Vec<CacheKey>, CacheError> {
         let pattern = pattern.clone();
         self.blocking(move |inner| {
-            let mut removed = 0;
+            let mut removed = Vec::new();
             for (entry, _) in inner.list_entries()? {
                 if entry.matches(&pattern) && inner.remove_entry(&entry.key)? {
-                    removed += 1;
+                    removed.push(entry.key);
                 }
             }
-            inner.counters.evicted(removed);
+            inner.counters.evicted(removed.len() as u64);
             Ok(removed)
         })
         .await
@@ -615,7 +615,7 @@ mod tests {
         stored(&cache, &entry(key(1), "shop/web", &[]), &[]).await;
         stored(&cache, &entry(key(2), "shop/android", &[]), &[]).await;
         stored(&cache, &entry(key(3), "blog/web", &[]), &[]).await;
-        assert_eq!(cache.invalidate(&super::super::compile_pattern("*/web/*").unwrap()).await.unwrap(), 2);
+        assert_eq!(cache.invalidate(&super::super::compile_pattern("*/web/*").unwrap()).await.unwrap().len(), 2);
         assert!(cache.get_entry(&key(2)).await.unwrap().is_some());
         cache.clear().await.unwrap();
         assert!(cache.get_entry(&key(2)).await.unwrap().is_none());

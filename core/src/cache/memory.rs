@@ -129,14 +129,14 @@ impl CacheBackend for MemoryCache {
         Ok(())
     }
 
-    async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<u64, CacheError> {
+    async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<Vec<CacheKey>, CacheError> {
         let mut state = self.lock();
         let doomed: Vec<CacheKey> =
             state.entries.iter().filter(|(_, (e, _))| e.matches(pattern)).map(|(k, _)| *k).collect();
         for k in &doomed {
             state.entries.pop(k);
         }
-        Ok(doomed.len() as u64)
+        Ok(doomed)
     }
 
     async fn prune(&self) -> Result<PruneReport, CacheError> {

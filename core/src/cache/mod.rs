@@ -282,8 +282,9 @@ pub trait CacheBackend: Send + Sync {
         Ok(())
     }
 
-    /// Remove the entries whose `<app>/<target>/<key>` (or bare key) matches `pattern`.
-    async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<u64, CacheError>;
+    /// Remove the entries whose `<app>/<target>/<key>` (or bare key) matches `pattern`;
+    /// the keys removed (a tiered cache counts an entry held by several tiers once).
+    async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<Vec<CacheKey>, CacheError>;
 
     /// Drop expired entries, enforce the size bound (least recently used first) and
     /// remove blobs no entry refers to.

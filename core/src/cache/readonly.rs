@@ -51,7 +51,7 @@ impl CacheBackend for ReadOnlyCache {
     async fn store_blobs(&self, _files: &[BlobSource]) -> Result<(), CacheError> {
         Ok(())
     }
-    async fn invalidate(&self, _pattern: &globset::GlobMatcher) -> Result<u64, CacheError> {
+    async fn invalidate(&self, _pattern: &globset::GlobMatcher) -> Result<Vec<CacheKey>, CacheError> {
         Err(CacheError::ReadOnly(self.name().to_string()))
     }
     async fn prune(&self) -> Result<PruneReport, CacheError> {

@@ -157,16 +157,16 @@ impl CacheBackend for TieredCache {
         Ok(())
     }
 
-    async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<u64, CacheError> {
-        let mut total = 0;
+    async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<Vec<CacheKey>, CacheError> {
+        let mut removed = std::collections::BTreeSet::new();
         let mut first_error = None;
         for tier in &self.tiers {
             match tier.invalidate(pattern).await {
-                Ok(n) => total += n,
+                Ok(keys) => removed.extend(keys),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
-        first_error.map_or(Ok(total), Err)
+        first_error.map_or(Ok(removed.into_iter().collect()), Err)
     }
 
     async fn prune(&self) -> Result<PruneReport, CacheError> {
@@ -234,8 +234,8 @@ mod tests {
         async fn put_blob(&self, _: &Digest, _: Bytes) -> Result<(), CacheError> {
             Err(CacheError::io("broken", "connect", "", std::io::Error::other("down")))
         }
-        async fn invalidate(&self, _: &globset::GlobMatcher) -> Result<u64, CacheError> {
-            Ok(0)
+        async fn invalidate(&self, _: &globset::GlobMatcher) -> Result<Vec<CacheKey>, CacheError> {
+            Ok(Vec::new())
         }
         async fn prune(&self) -> Result<PruneReport, CacheError> {
             Ok(PruneReport::default())
@@ -284,5 +284,30 @@ mod tests {
         assert!(report.unavailable.is_empty());
         assert_eq!(tiered.get_entry(&entry.key).await.unwrap().unwrap().tier, "memory");
         assert_eq!(memory.get_blob(&digest).await.unwrap().unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn an_entry_in_several_tiers_is_invalidated_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Arc::new(MemoryCache::new(1 << 20, Duration::from_secs(60)));
+        let fs = Arc::new(FilesystemCache::open(dir.path(), Duration::from_secs(60), u64::MAX).unwrap());
+        let tiered = TieredCache::new(vec![memory.clone(), fs.clone()]);
+        let entry = |name: &str, label: &str| CacheEntry {
+            key: CacheKey(Digest::of(name.as_bytes())),
+            label: label.into(),
+            created_at: super::super::unix_now(),
+            build_id: "b".into(),
+            artifact_type: "static-web".into(),
+            entry_point: None,
+            files: vec![],
+        };
+        // Stored through the tiers: in both. Another app's entry stays.
+        tiered.put_entry(&entry("one", "a/web"), None).await.unwrap();
+        fs.put_entry(&entry("two", "a/web"), None).await.unwrap();
+        tiered.put_entry(&entry("other", "b/web"), None).await.unwrap();
+        let removed = tiered.invalidate(&super::super::compile_pattern("a/*").unwrap()).await.unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(memory.get_entry(&entry("one", "a/web").key).await.unwrap().is_none());
+        assert!(tiered.get_entry(&entry("other", "b/web").key).await.unwrap().is_some());
     }
 }
