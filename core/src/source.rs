@@ -482,7 +482,6 @@ const MMAP_THRESHOLD: u64 = 64 * 1024;
 
 /// Scripts (what the JavaScript builder validates and bundles) are kept in memory when read
 /// for hashing, up to these sizes.
-const HELD_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx"];
 const HELD_FILE_BYTES: u64 = 4 << 20;
 const HELD_TOTAL_BYTES: u64 = 128 << 20;
 
@@ -551,7 +550,7 @@ fn hash_files(pending: &[Pending], stat_cache: &StatCache) -> Result<Vec<SourceF
             let known = stat_cache.lookup(&p.rel, &p.meta);
             let hold = known.is_none()
                 && size <= HELD_FILE_BYTES
-                && p.rel.rsplit_once('.').is_some_and(|(_, ext)| HELD_EXTENSIONS.contains(&ext))
+                && crate::builders::javascript::validate::is_script(&p.rel)
                 && held_total.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size <= HELD_TOTAL_BYTES;
             if let Some(held) = hold.then(|| HELD_BUDGET.take(size)).flatten() {
                 let bytes = Bytes::from(std::fs::read(&p.abs).map_err(read_err)?);

@@ -21,6 +21,7 @@ use oxc::minifier::CompressOptions;
 use oxc::transformer::EngineTargets;
 
 use super::minify::{ChunkSourceMap, EarlyMinify, Minified, MinifySettings, minify_chunk};
+use super::validate::is_script;
 use crate::config::ModuleFormat;
 use crate::error::{BuildError, Error, Result};
 use crate::source::SourceTree;
@@ -98,10 +99,6 @@ impl SourceGuard {
     }
 }
 
-/// Scripts the guard hands to rolldown as it checked them (one read per file, and what is
-/// bundled is what was checked); everything else rolldown's own loaders read.
-const SCRIPT_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx"];
-
 impl Plugin for SourceGuard {
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed("workz:source-guard")
@@ -125,8 +122,9 @@ impl Plugin for SourceGuard {
                 return Err(anyhow::anyhow!(message));
             }
         };
-        let plain_script = !args.id.contains(['?', '#'])
-            && Path::new(args.id).extension().and_then(|e| e.to_str()).is_some_and(|e| SCRIPT_EXTENSIONS.contains(&e));
+        // Scripts go to rolldown as the guard checked them (one read per file, and what is
+        // bundled is what was checked); everything else rolldown's own loaders read.
+        let plain_script = !args.id.contains(['?', '#']) && is_script(args.id);
         match bytes.as_deref().map(std::str::from_utf8) {
             Some(Ok(code)) if plain_script => {
                 Ok(Some(HookLoadOutput { code: arcstr::ArcStr::from(code), ..Default::default() }))
