@@ -48,7 +48,8 @@ async fn android_builds_one_apk_per_abi_and_a_bundle_with_mapped_platforms() {
     config.cache.dir = Some(root.join("cache"));
     config.storage.artifacts_dir = Some(root.join("artifacts"));
     config.platforms.flutter.sdk_path = Some(sdk);
-    let result = Engine::new(config).unwrap().build(BuildRequest::directory(&app)).await;
+    let engine = Engine::new(config).unwrap();
+    let result = engine.build(BuildRequest::directory(&app)).await;
     assert_eq!(result.status, BuildStatus::Succeeded, "{:?}", result.error);
     let artifacts = result.artifacts.as_ref().unwrap();
     let mut files: Vec<&str> = artifacts
@@ -77,5 +78,22 @@ async fn android_builds_one_apk_per_abi_and_a_bundle_with_mapped_platforms() {
         })
         .collect();
     assert!(calls.contains(&"build apk --release --obfuscate --split-debug-info=build/debug-info --split-per-abi --target-platform=android-arm64,android-x64 --tree-shake-icons".to_string()), "{calls:?}");
+    // The SDK and JDK locations reached flutter (the stand-in, like flutter, fails without them).
+    let homes: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["argv"][0] == "build")
+        .map(|v| v["android_home"].clone())
+        .collect();
+    assert_eq!(homes.len(), 2, "{homes:?}");
+    assert!(homes.iter().all(|h| h.as_str() == root.join("android-sdk").to_str()), "{homes:?}");
+    // They are part of the key: another SDK is another build.
+    std::fs::create_dir_all(root.join("android-sdk-2")).unwrap();
+    // SAFETY: this test binary runs this one test (see the module doc).
+    unsafe { std::env::set_var("ANDROID_HOME", root.join("android-sdk-2")) };
+    let again = engine.build(BuildRequest::directory(&app)).await;
+    assert_eq!(again.status, BuildStatus::Succeeded, "{:?}", again.error);
+    assert!(!again.cache.hit, "a different ANDROID_HOME must not hit the first build's entry");
     assert!(calls.contains(&"build appbundle --release --obfuscate --split-debug-info=build/debug-info --target-platform=android-arm64,android-x64 --tree-shake-icons".to_string()), "{calls:?}");
 }

@@ -472,3 +472,94 @@ async fn the_apps_own_build_script_builds_it() {
     assert_eq!(run_node(&out.join("app.js"), false), "42");
     assert!(out.join("sw.js").is_file(), "optimize still runs on the script's output");
 }
+
+/// Write a small app: `files` are (path, contents) pairs.
+fn write_app(root: &Path, files: &[(&str, &str)]) -> PathBuf {
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    root.to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_imports_css_and_has_no_image_builds_in_either_module_format() {
+    for format in ["esm", "iife"] {
+        let world = World::new();
+        let app = write_app(
+            &world.dir.path().join("app"),
+            &[
+                ("workz.json", &format!(r#"{{"name": "plain-css", "appType": "javascript",
+                    "buildConfig": {{"javascript": {{"moduleFormat": "{format}"}}}}}}"#)),
+                ("src/main.js", "import './style.css';\nconsole.log('WORKZ_RESULT ' + JSON.stringify('styled'));\n"),
+                ("src/style.css", "body { margin: 0; color: rgb(1, 2, 3); }\n"),
+            ],
+        );
+        let result = world.engine().build(BuildRequest::directory(&app)).await;
+        assert_ok(&result);
+        let out = release(&result);
+        let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+        let href = page.split("rel=\"stylesheet\" href=\"./").nth(1).unwrap().split('"').next().unwrap();
+        assert!(std::fs::read_to_string(out.join(href)).unwrap().contains("rgb(1,2,3)") || std::fs::read_to_string(out.join(href)).unwrap().contains("#010203"), "{format}");
+        assert_eq!(run_node(&page_scripts(&out)[0], format == "esm"), "\"styled\"", "{format}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_the_engine_cannot_compile_are_named_with_a_hint_before_parsing() {
+    for (file, contents, kind) in [
+        ("src/Widget.svelte", "<script>let n = 1;</script>\n<p>{n}</p>\n", "Svelte"),
+        ("src/theme.less", "@c: red;\nbody { color: @c; }\n", "Less"),
+        ("src/App.vue", "<template><p>hi</p></template>\n", "Vue"),
+    ] {
+        let world = World::new();
+        let import = format!("import './{}';\n", file.trim_start_matches("src/"));
+        let app = write_app(
+            &world.dir.path().join("app"),
+            &[
+                ("workz.json", r#"{"name": "sfc", "appType": "javascript"}"#),
+                ("src/main.js", &import),
+                (file, contents),
+            ],
+        );
+        let result = world.engine().build(BuildRequest::directory(&app)).await;
+        assert_eq!(result.status, BuildStatus::Failed);
+        let error = result.error.unwrap();
+        assert_eq!(error.code, "unsupported_module_type", "{file}: {error:?}");
+        assert_eq!(error.family.as_str(), "validation");
+        assert!(error.message.contains(file) && error.message.contains(kind), "{}", error.message);
+        assert!(error.hint.unwrap().contains("bundler"), "{file}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_url_asset_and_a_bad_stylesheet_are_clear_errors() {
+    let world = World::new();
+    let app = write_app(
+        &world.dir.path().join("app"),
+        &[
+            ("workz.json", r#"{"name": "broken", "appType": "javascript"}"#),
+            ("src/main.js", "const u = new URL('./gone.png', import.meta.url);\nconsole.log(u.href);\n"),
+        ],
+    );
+    let result = world.engine().build(BuildRequest::directory(&app)).await;
+    let error = result.error.expect("a missing file addressed by URL fails the build");
+    assert_eq!(error.code, "unresolved_import", "{error:?}");
+    assert!(error.message.contains("gone.png"), "{}", error.message);
+
+    let world = World::new();
+    let app = write_app(
+        &world.dir.path().join("app"),
+        &[
+            ("workz.json", r#"{"name": "bad-sass", "appType": "javascript"}"#),
+            ("src/main.js", "import './a.scss';\n"),
+            ("src/a.scss", "$x: 1px;\n.a { width: $undefined-variable; }\n"),
+        ],
+    );
+    let result = world.engine().build(BuildRequest::directory(&app)).await;
+    let error = result.error.expect("an undefined Sass variable fails the build");
+    assert_eq!(error.code, "validation_failed", "{error:?}");
+    assert!(error.message.contains("src/a.scss") && error.message.contains("Undefined variable"), "{}", error.message);
+    assert!(error.hint.is_some());
+}

@@ -71,6 +71,12 @@ pub trait PlatformBuilder: Send + Sync {
         Vec::new()
     }
 
+    /// Host variables the target's toolchain reads (`ANDROID_HOME`, `JAVA_HOME`, …): passed
+    /// from the engine's environment to the target's commands, and part of the cache key.
+    fn toolchain_env(&self, _target: &str) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// Tool name → version; part of the cache key.
     async fn toolchain(&self, _ctx: &BuildContext) -> Result<BTreeMap<String, String>> {
         Ok(BTreeMap::new())

@@ -595,6 +595,10 @@ pub struct AppConfig {
     pub dependencies: BTreeMap<String, String>,
     #[serde(default)]
     pub hooks: Hooks,
+    /// Ours: variables for the build. Those named `VITE_*` or `WORKZ_PUBLIC_*` are compiled
+    /// into a JavaScript app as `import.meta.env.NAME`; all are given to build commands.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 fn default_version() -> String {
@@ -779,6 +783,27 @@ pub struct JavascriptBuildConfig {
     pub output_dir: String,
     /// With `bundler: "script"`: the package.json script to run.
     pub build_script: String,
+    /// Ours: `production` (default) or `development`: `process.env.NODE_ENV` and
+    /// `import.meta.env.MODE`/`PROD`/`DEV` in the built app.
+    pub mode: JsMode,
+}
+
+/// `buildConfig.javascript.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsMode {
+    #[default]
+    Production,
+    Development,
+}
+
+impl JsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JsMode::Production => "production",
+            JsMode::Development => "development",
+        }
+    }
 }
 
 impl Default for JavascriptBuildConfig {
@@ -793,6 +818,7 @@ impl Default for JavascriptBuildConfig {
             generate_sw: true,
             output_dir: "dist".into(),
             build_script: "build".into(),
+            mode: JsMode::Production,
         }
     }
 }

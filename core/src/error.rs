@@ -61,6 +61,7 @@ impl Family {
             | "invalid_request" => Family::Config,
             "validation_failed"
             | "unresolved_import"
+            | "unsupported_module_type"
             | "hook_invalid"
             | "unsupported_app_type"
             | "unsupported_target"
@@ -75,7 +76,7 @@ impl Family {
             "build_failed" | "artifact_missing" | "artifact_name_invalid" => Family::Build,
             "timed_out" | "process_timed_out" => Family::Timeout,
             "cancelled" => Family::Cancelled,
-            "artifact_store_failed" => Family::Storage,
+            "artifact_store_failed" | "build_io_failed" => Family::Storage,
             c if c.starts_with("cache_") => Family::Storage,
             _ => Family::Internal,
         }
@@ -115,6 +116,20 @@ pub enum BuildError {
     ArtifactMissing(String),
     #[error("unresolved import {specifier:?} at {location}")]
     UnresolvedImport { specifier: String, location: String },
+    /// The app imports a file kind the in-process bundler cannot compile.
+    #[error("{file}: {kind} files cannot be bundled in-process")]
+    UnsupportedModuleType { file: String, kind: String },
+    /// The engine's own file I/O in its work, output or staging directories failed.
+    #[error("{action}: {source}")]
+    Io { action: String, source: std::io::Error },
+}
+
+impl BuildError {
+    /// Maps an I/O error of the engine's own files (not the app's) to [`BuildError::Io`].
+    pub fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let action = action.into();
+        move |source| BuildError::Io { action, source }.into()
+    }
 }
 
 impl BuildError {
@@ -128,12 +143,14 @@ impl BuildError {
             BuildError::Failed(_) => "build_failed",
             BuildError::ArtifactMissing(_) => "artifact_missing",
             BuildError::UnresolvedImport { .. } => "unresolved_import",
+            BuildError::UnsupportedModuleType { .. } => "unsupported_module_type",
+            BuildError::Io { .. } => "build_io_failed",
         }
     }
 
     fn category(&self) -> Category {
         match self {
-            BuildError::PlatformRequirementUnmet { .. } => Category::Infrastructure,
+            BuildError::PlatformRequirementUnmet { .. } | BuildError::Io { .. } => Category::Infrastructure,
             BuildError::Failed(_) | BuildError::ArtifactMissing(_) => Category::Toolchain,
             _ => Category::User,
         }
@@ -155,7 +172,19 @@ impl BuildError {
                 BuildError::PlatformRequirementUnmet { .. } => {
                     "Build this target on a worker that meets the requirement; the app's other targets can still build here."
                 }
-                BuildError::Failed(_) => return None,
+                BuildError::Failed(_) => {
+                    "The message names the step and the file that failed: fix that input and build again; `workz-build build --json` shows the log lines that led to it."
+                }
+                BuildError::UnsupportedModuleType { kind, .. } => {
+                    return Some(format!(
+                        "The in-process bundler compiles JavaScript, TypeScript, JSX, CSS, CSS modules and Sass, not {kind} files. \
+                         Build the app with its own tool instead: set `buildConfig.javascript.bundler` to \"script\" in workz.json \
+                         (it runs `npm run build`, e.g. `vite build`, and publishes `outputDir`)."
+                    ));
+                }
+                BuildError::Io { .. } => {
+                    "The engine could not read or write its own work files: check free space (`df -h`) and the permissions of the work, cache and artifact directories (`workz-build doctor` lists them), then build again."
+                }
                 BuildError::UnresolvedImport { .. } => {
                     "Fix the import path, or add the package to package.json (and the lockfile) so it is installed."
                 }
@@ -394,6 +423,8 @@ pub const ALL_CODES: &[&str] = &[
     "build_failed",
     "artifact_missing",
     "unresolved_import",
+    "unsupported_module_type",
+    "build_io_failed",
     "dependency_not_found",
     "dependency_conflict",
     "registry_unreachable",

@@ -289,7 +289,7 @@ impl BuildContext {
                     if self.cancel.is_cancelled() {
                         Error::Cancelled
                     } else {
-                        BuildError::Failed(format!("writing the sources to {} failed: {e}", dir.display())).into()
+                        BuildError::Io { action: format!("writing the sources to {}", dir.display()), source: e }.into()
                     }
                 })?;
             self.build_dir_materialized = true;
@@ -309,6 +309,15 @@ impl BuildContext {
     /// A process runner confined to the build directory, with the build's environment.
     pub fn runner(&self, build_dir: &Path) -> ProcessRunner {
         let mut extra = BTreeMap::new();
+        // The app config's `env` (part of the key through the config); the engine's own
+        // variables below win over it.
+        if let Some(app) = &self.app {
+            for (name, value) in &app.env {
+                if !matches!(name.as_str(), "PATH" | "HOME") && !name.starts_with("WORKZ_BUILD") {
+                    extra.insert(name.clone(), value.clone());
+                }
+            }
+        }
         extra.insert("WORKZ_BUILD_ID".to_string(), self.build_id.clone());
         if let Some(t) = &self.target {
             extra.insert("WORKZ_TARGET".to_string(), t.clone());
@@ -322,14 +331,24 @@ impl BuildContext {
                 extra.insert("PATH".to_string(), joined.to_string_lossy().into_owned());
             }
         }
+        let mut allowed = self.config.cache.env_allow_list.clone();
+        allowed.extend(self.toolchain_env().into_iter().map(String::from));
         ProcessRunner::new(
             build_dir.to_path_buf(),
-            &self.config.cache.env_allow_list,
+            &allowed,
             extra,
             self.events.clone(),
             self.cancel.clone(),
             self.config.limits.max_log_bytes,
         )
+    }
+
+    /// The host variables the builder says this target's toolchain needs.
+    fn toolchain_env(&self) -> Vec<&'static str> {
+        match (&self.builder, &self.target) {
+            (Some(builder), Some(target)) => builder.toolchain_env(target),
+            _ => Vec::new(),
+        }
     }
 
     /// Emit a warning event and keep it for the result.
@@ -556,12 +575,15 @@ fn normalized_config(ctx: &BuildContext) -> Result<serde_json::Value> {
 pub async fn key_components(ctx: &BuildContext) -> Result<KeyComponents> {
     let builder = ctx.builder()?;
     let app = ctx.app()?;
+    let toolchain_env = ctx.toolchain_env();
     let env = ctx
         .config
         .cache
         .env_allow_list
         .iter()
-        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+        .map(String::as_str)
+        .chain(toolchain_env)
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
         .collect();
     Ok(KeyComponents {
         engine_version: crate::VERSION.to_string(),
@@ -714,7 +736,7 @@ impl Stage for OptimizeStage {
         tokio::task::spawn_blocking(move || crate::output::precompress(&out, compression))
             .await
             .map_err(|e| Error::internal(e.to_string()))?
-            .map_err(|e| BuildError::Failed(format!("precompressing the output failed: {e}")))?;
+            .map_err(BuildError::io("precompressing the output"))?;
         Ok(Flow::Continue)
     }
 }
@@ -741,7 +763,7 @@ impl Stage for PackageStage {
         let files = tokio::task::spawn_blocking(move || crate::output::list_artifacts(&out))
             .await
             .map_err(|e| Error::internal(e.to_string()))?
-            .map_err(|e| BuildError::Failed(format!("listing the output failed: {e}")))?;
+            .map_err(BuildError::io("listing the output"))?;
         if files.is_empty() {
             return Err(BuildError::ArtifactMissing(format!("the {} build wrote no files", ctx.target()?)).into());
         }

@@ -1,7 +1,7 @@
 //! Flutter's failure output, classified into the platform guide's troubleshooting cases, each
 //! with the guide's remedy as the hint.
 
-use crate::error::{Category, DependencyError, Error, ProcessError};
+use crate::error::{BuildError, Category, DependencyError, Error, ProcessError};
 
 /// A Flutter build failure the troubleshooting guide knows.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,13 @@ pub fn classify_failure(command: &str, status: &str, stderr: &str) -> Error {
         FlutterError::CanvasKit { detail }.into()
     } else if has(&["Gradle task", "FAILURE: Build failed with an exception", "BUILD FAILED"]) {
         FlutterError::Gradle { detail }.into()
+    } else if has(&["No Android SDK found", "Unable to locate Android SDK", "No Java Development Kit"]) {
+        // The host check passed, so the variables did not reach flutter or point at no SDK.
+        BuildError::PlatformRequirementUnmet {
+            target: "android".into(),
+            reason: format!("flutter found no Android SDK or JDK (ANDROID_HOME, JAVA_HOME): {detail}"),
+        }
+        .into()
     } else if has(&["code signing", "provisioning profile", "No profiles for", "Code Signing Error"]) {
         FlutterError::Signing { detail }.into()
     } else {

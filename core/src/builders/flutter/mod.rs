@@ -259,6 +259,17 @@ impl PlatformBuilder for FlutterBuilder {
         }
     }
 
+    fn toolchain_env(&self, target: &str) -> Vec<&'static str> {
+        // Where flutter finds its own files and packages, for every target.
+        let mut names = vec!["FLUTTER_ROOT", "PUB_HOSTED_URL", "FLUTTER_STORAGE_BASE_URL"];
+        match target {
+            "android" => names.extend(["ANDROID_HOME", "ANDROID_SDK_ROOT", "JAVA_HOME"]),
+            "ios" | "macos" => names.push("DEVELOPER_DIR"),
+            _ => {}
+        }
+        names
+    }
+
     async fn toolchain(&self, ctx: &BuildContext) -> Result<BTreeMap<String, String>> {
         Ok(Self::sdk(ctx).await?.1)
     }

@@ -54,6 +54,7 @@ fn failures_are_classified_into_the_guides_cases() {
             "flutter_canvaskit_unavailable",
         ),
         ("error: No profiles for 'com.example' were found", "flutter_signing_failed"),
+        ("No Android SDK found. Try setting the ANDROID_HOME environment variable.", "platform_requirement_unmet"),
         ("Something else entirely", "process_failed"),
     ];
     for (stderr, code) in cases {

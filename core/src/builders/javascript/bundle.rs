@@ -7,19 +7,21 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rolldown::plugin::{
-    HookLoadArgs, HookLoadOutput, HookLoadReturn, HookRenderChunkArgs, HookRenderChunkReturn, HookUsage, Plugin,
-    PluginContext, PluginHookMeta, PluginOrder, SharedLoadPluginContext,
+    HookLoadArgs, HookLoadOutput, HookLoadReturn, HookRenderChunkArgs, HookRenderChunkReturn, HookResolveIdArgs,
+    HookResolveIdOutput, HookResolveIdReturn, HookUsage, Plugin, PluginContext, PluginHookMeta, PluginOrder,
+    SharedLoadPluginContext,
 };
 use rolldown::{
     BundlerOptions, BundlerTransformOptions, ChunkFilenamesOutputOption, CodeSplittingMode, Either, InputItem,
     ModuleType, OutputFormat, Platform, RawMinifyOptions, SourceMapType, TreeshakeOptions,
 };
-use rolldown_common::Output;
+use rolldown_common::{EmittedAsset, ExperimentalOptions, ImportKind, Output, StrOrBytes};
 use rolldown_common::side_effects::HookSideEffects;
 
 use oxc::minifier::CompressOptions;
 use oxc::transformer::EngineTargets;
 
+use super::css;
 use super::minify::{ChunkSourceMap, EarlyMinify, Minified, MinifySettings, minify_chunk};
 use super::validate::is_script;
 use crate::config::ModuleFormat;
@@ -32,11 +34,50 @@ const ASSET_EXTENSIONS: &[&str] = &[
     "mp4", "webm", "ogg", "wav", "pdf", "wasm", "txt",
 ];
 
-/// Collects the stylesheets that scripts import; each becomes an empty module in the graph
-/// (kept, so it stays listed in its chunk) and its CSS is bundled separately.
+/// File kinds that need a compiler the engine does not have, with what they are.
+const UNSUPPORTED_MODULES: &[(&str, &str)] = &[
+    ("vue", "Vue single-file component (.vue)"),
+    ("svelte", "Svelte component (.svelte)"),
+    ("astro", "Astro component (.astro)"),
+    ("less", "Less stylesheet (.less)"),
+    ("styl", "Stylus stylesheet (.styl)"),
+    ("stylus", "Stylus stylesheet (.stylus)"),
+    ("mdx", "MDX document (.mdx)"),
+    ("coffee", "CoffeeScript (.coffee)"),
+    ("elm", "Elm module (.elm)"),
+    ("marko", "Marko template (.marko)"),
+];
+
+/// The first error a plugin met: rolldown reports a plugin's error without its text, so
+/// plugins keep theirs here and the bundle reports it as it is.
 #[derive(Debug, Default)]
+struct PluginFailure(Mutex<Option<Error>>);
+
+impl PluginFailure {
+    /// Keep `error` (the first one wins) and give rolldown an error to stop with.
+    fn fail(&self, error: Error) -> anyhow::Error {
+        let message = error.to_string();
+        if let Ok(mut first) = self.0.lock() {
+            first.get_or_insert(error);
+        }
+        anyhow::anyhow!(message)
+    }
+
+    fn take(&self) -> Option<Error> {
+        self.0.lock().ok().and_then(|mut first| first.take())
+    }
+}
+
+/// Collects the stylesheets that scripts import (CSS, Sass); each becomes a module in the
+/// graph (kept, so it stays listed in its chunk) and its CSS is bundled separately. A CSS
+/// module is compiled here: its module exports the class-name map, its scoped CSS is kept.
+#[derive(Debug)]
 struct CssImports {
+    root: PathBuf,
     seen: Mutex<HashSet<String>>,
+    /// Compiled CSS modules, by file.
+    compiled: Mutex<HashMap<PathBuf, String>>,
+    failure: Arc<PluginFailure>,
 }
 
 impl Plugin for CssImports {
@@ -49,20 +90,136 @@ impl Plugin for CssImports {
     }
 
     async fn load(&self, _ctx: SharedLoadPluginContext, args: &HookLoadArgs<'_>) -> HookLoadReturn {
-        let path = args.id.split(['?', '#']).next().unwrap_or(args.id);
-        if !path.ends_with(".css") {
+        if !css::is_stylesheet(args.id) {
             return Ok(None);
         }
+        let path = args.id.split(['?', '#']).next().unwrap_or(args.id);
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(args.id.to_string());
         }
+        let code = if css::is_css_module(path) {
+            let module = css::compile_module(&self.root, Path::new(path)).map_err(|e| self.failure.fail(e))?;
+            if let Ok(mut compiled) = self.compiled.lock() {
+                compiled.insert(PathBuf::from(path), module.css);
+            }
+            module.js
+        } else {
+            "export {};\n".to_string()
+        };
         Ok(Some(HookLoadOutput {
-            code: arcstr::ArcStr::from("export {};\n"),
+            code: arcstr::ArcStr::from(code),
             side_effects: Some(HookSideEffects::NoTreeshake),
             module_type: Some(ModuleType::Js),
             ..Default::default()
         }))
     }
+}
+
+/// Marks a script referenced as `new URL('./worker.js', import.meta.url)`: it is bundled on
+/// its own (a worker, worklet or service worker runs it as a separate script).
+const SCRIPT_URL_QUERY: &str = "?workz-script-url";
+
+/// The placeholder rolldown's asset plugin rewrites to an emitted file's name.
+const ASSET_PLACEHOLDER: &str = "__ROLLDOWN_ASSET__#";
+
+/// Scripts that the app loads by URL (`new Worker(new URL('./w.js', import.meta.url))`):
+/// each is bundled into one self-contained script (IIFE: it runs as a classic or a module
+/// worker), emitted under a hashed name, and the URL rewritten to it by rolldown.
+#[derive(Debug)]
+struct ScriptUrls {
+    spec: BundleSpec,
+    failure: Arc<PluginFailure>,
+}
+
+impl Plugin for ScriptUrls {
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("workz:script-urls")
+    }
+
+    fn register_hook_usage(&self) -> HookUsage {
+        HookUsage::ResolveId | HookUsage::Load
+    }
+
+    async fn resolve_id(&self, _ctx: &PluginContext, args: &HookResolveIdArgs<'_>) -> HookResolveIdReturn {
+        let relative = args.specifier.starts_with("./") || args.specifier.starts_with("../");
+        if args.kind != ImportKind::NewUrl || !relative || !is_script(args.specifier) {
+            return Ok(None);
+        }
+        let Some(importer) = args.importer else { return Ok(None) };
+        let base = Path::new(importer.split(['?', '#']).next().unwrap_or(importer)).parent().unwrap_or(&self.spec.root);
+        let path = crate::fsutil::normalize(&base.join(args.specifier.split(['?', '#']).next().unwrap_or_default()));
+        if !path.is_file() {
+            return Ok(None); // rolldown reports it as unresolved
+        }
+        Ok(Some(HookResolveIdOutput::from_id(format!("{}{SCRIPT_URL_QUERY}", path.display()))))
+    }
+
+    async fn load(&self, ctx: SharedLoadPluginContext, args: &HookLoadArgs<'_>) -> HookLoadReturn {
+        let Some(path) = args.id.strip_suffix(SCRIPT_URL_QUERY) else { return Ok(None) };
+        let path = PathBuf::from(path);
+        let code = bundle_script(&self.spec, &path).await.map_err(|e| self.failure.fail(e))?;
+        let rel = path.strip_prefix(&self.spec.root).unwrap_or(&path).display().to_string();
+        let reference = ctx
+            .emit_file_async(EmittedAsset {
+                name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                original_file_name: Some(rel),
+                source: StrOrBytes::Str(code),
+                ..Default::default()
+            })
+            .await?;
+        ctx.associate_module_with_file_ref(args.id, &reference);
+        Ok(Some(HookLoadOutput {
+            code: arcstr::ArcStr::from(format!("module.exports = \"{ASSET_PLACEHOLDER}{reference}\";\n")),
+            module_type: Some(ModuleType::Js),
+            side_effects: Some(HookSideEffects::False),
+            ..Default::default()
+        }))
+    }
+}
+
+/// Bundle a script loaded by URL into one self-contained IIFE (minified by rolldown when the
+/// app is minified). What it cannot carry (assets, stylesheets, split chunks) is an error.
+async fn bundle_script(spec: &BundleSpec, path: &Path) -> Result<String> {
+    let rel = path.strip_prefix(&spec.root).unwrap_or(path).display().to_string();
+    let mut options = bundler_options(spec, vec![InputItem { name: None, import: path.display().to_string() }]);
+    options.format = Some(OutputFormat::Iife);
+    options.code_splitting = Some(CodeSplittingMode::Bool(false));
+    options.minify = Some(RawMinifyOptions::Bool(spec.minify));
+    options.minify_internal_exports = None;
+    options.sourcemap = None;
+    let failure = Arc::new(PluginFailure::default());
+    let guard = Arc::new(SourceGuard {
+        root: spec.root.clone(),
+        snapshot: spec.snapshot.clone(),
+        refused: Mutex::new(Vec::new()),
+        failure: failure.clone(),
+    });
+    let mut bundler =
+        rolldown::Bundler::with_plugins(options, vec![guard.clone()]).map_err(|e| diagnostics(&spec.root, e))?;
+    let generated = bundler.generate().await;
+    let _ = bundler.close().await;
+    if let Some(e) = failure.take().or_else(|| guard.refused()) {
+        return Err(e);
+    }
+    let output = generated.map_err(|e| diagnostics(&spec.root, e))?;
+    if let Some(warning) = output.warnings.iter().find(|w| w.kind().to_string() == "UNRESOLVED_IMPORT") {
+        return Err(unresolved(&spec.root, warning));
+    }
+    let mut code = None;
+    for item in &output.assets {
+        match item {
+            Output::Chunk(chunk) if code.is_none() => code = Some(chunk.code.clone()),
+            other => {
+                return Err(BuildError::Validation(format!(
+                    "{rel} is loaded with `new URL(..., import.meta.url)` and bundled on its own, but it also needs {}: \
+                     a worker script must be self-contained (inline the data, or fetch it at run time)",
+                    other.filename()
+                ))
+                .into());
+            }
+        }
+    }
+    code.ok_or_else(|| Error::internal(format!("bundling {rel} produced no script")))
 }
 
 /// Keeps the bundler inside the app: a module outside `root` is an error, and when the app
@@ -73,9 +230,26 @@ struct SourceGuard {
     snapshot: Option<Arc<SourceTree>>,
     /// Why loads were refused (rolldown reports a plugin's error without its text).
     refused: Mutex<Vec<String>>,
+    /// A module kind the engine cannot compile.
+    failure: Arc<PluginFailure>,
 }
 
 impl SourceGuard {
+    /// Every refused import, as one error.
+    fn refused(&self) -> Option<Error> {
+        let reasons = self.refused.lock().ok()?;
+        (!reasons.is_empty()).then(|| BuildError::Validation(format!("import refused: {}", reasons.join("; "))).into())
+    }
+
+    /// A module the engine has no compiler for, named before anything tries to parse it.
+    fn unsupported(&self, id: &str) -> Option<Error> {
+        let path = id.split(['?', '#']).next().unwrap_or(id);
+        let ext = Path::new(path).extension()?.to_str()?;
+        let (_, kind) = UNSUPPORTED_MODULES.iter().find(|(e, _)| e.eq_ignore_ascii_case(ext))?;
+        let file = Path::new(path).strip_prefix(&self.root).unwrap_or(Path::new(path)).display().to_string();
+        Some(BuildError::UnsupportedModuleType { file, kind: kind.to_string() }.into())
+    }
+
     /// Refuse what the build may not read; the checked bytes when it had to read them.
     fn check(&self, id: &str) -> std::result::Result<Option<bytes::Bytes>, String> {
         let path = id.split(['?', '#']).next().unwrap_or(id);
@@ -113,6 +287,9 @@ impl Plugin for SourceGuard {
     }
 
     async fn load(&self, _ctx: SharedLoadPluginContext, args: &HookLoadArgs<'_>) -> HookLoadReturn {
+        if let Some(error) = self.unsupported(args.id) {
+            return Err(self.failure.fail(error));
+        }
         let bytes = match self.check(args.id) {
             Ok(bytes) => bytes,
             Err(message) => {
@@ -187,6 +364,8 @@ pub struct BundleSpec {
     pub minify: bool,
     pub sourcemap: bool,
     pub treeshake: bool,
+    /// Expressions replaced at build time (`process.env.NODE_ENV`, `import.meta.env.MODE`, …).
+    pub defines: Vec<(String, String)>,
 }
 
 /// One entry's built files, relative to the output directory.
@@ -203,12 +382,39 @@ pub struct EntryOutput {
     pub css_files: Vec<String>,
 }
 
-/// Bundle and write the chunks (at the root of `out`) and assets (under `<out>/assets/`).
-pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput>> {
+/// What bundling wrote: each entry's files, and the compiled CSS modules its stylesheets use.
+#[derive(Debug, Clone, Default)]
+pub struct Bundled {
+    pub entries: Vec<EntryOutput>,
+    /// The scoped CSS of each CSS module, by file (read instead of the file when bundling CSS).
+    pub compiled_css: HashMap<PathBuf, String>,
+}
+
+/// The options every bundle of the app shares (its own entries and the scripts it loads by URL).
+fn bundler_options(spec: &BundleSpec, input: Vec<InputItem>) -> BundlerOptions {
     let mut module_types: rustc_hash::FxHashMap<String, ModuleType> = Default::default();
     for ext in ASSET_EXTENSIONS {
         module_types.insert(format!(".{ext}"), ModuleType::Asset);
     }
+    BundlerOptions {
+        input: Some(input),
+        cwd: Some(spec.root.clone()),
+        // Source-map `sources` are relative to the output directory: the release root
+        // mirrors the app root, so they read `src/main.ts`, not rolldown's `../src/main.ts`.
+        dir: Some(spec.root.display().to_string()),
+        platform: Some(Platform::Browser),
+        module_types: Some(module_types),
+        define: Some(spec.defines.iter().cloned().collect()),
+        treeshake: TreeshakeOptions::Boolean(spec.treeshake),
+        transform: Some(BundlerTransformOptions { target: Some(spec.target.clone()), ..Default::default() }),
+        // `new URL('./x.png', import.meta.url)`: the file is emitted and the URL rewritten.
+        experimental: Some(ExperimentalOptions { resolve_new_url_to_asset: Some(true), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// Bundle and write the chunks (at the root of `out`) and assets (under `<out>/assets/`).
+pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Bundled> {
     let names = entry_names(&spec.entries);
     let input = spec
         .entries
@@ -224,12 +430,6 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
     // defined here too.
     let own_minify = spec.minify && spec.format == ModuleFormat::Esm;
     let options = BundlerOptions {
-        input: Some(input),
-        cwd: Some(spec.root.clone()),
-        // Source-map `sources` are relative to the output directory: the release root
-        // mirrors the app root, so they read `src/main.ts`, not rolldown's `../src/main.ts`.
-        dir: Some(spec.root.display().to_string()),
-        platform: Some(Platform::Browser),
         format: Some(match spec.format {
             ModuleFormat::Esm => OutputFormat::Esm,
             ModuleFormat::Iife => OutputFormat::Iife,
@@ -243,33 +443,35 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
         asset_filenames: Some(rolldown::AssetFilenamesOutputOption::String("assets/[name]-[hash][extname]".into())),
         minify: Some(RawMinifyOptions::Bool(spec.minify && !own_minify)),
         minify_internal_exports: own_minify.then_some(true),
-        define: own_minify
-            .then(|| [("process.env.NODE_ENV".to_string(), "'production'".to_string())].into_iter().collect()),
         sourcemap: spec.sourcemap.then_some(SourceMapType::File),
-        treeshake: TreeshakeOptions::Boolean(spec.treeshake),
-        module_types: Some(module_types),
-        transform: Some(BundlerTransformOptions { target: Some(spec.target.clone()), ..Default::default() }),
-        ..Default::default()
+        ..bundler_options(spec, input)
     };
-    let css = Arc::new(CssImports::default());
+    let failure = Arc::new(PluginFailure::default());
+    let css = Arc::new(CssImports {
+        root: spec.root.clone(),
+        seen: Mutex::new(HashSet::new()),
+        compiled: Mutex::new(HashMap::new()),
+        failure: failure.clone(),
+    });
     let guard = Arc::new(SourceGuard {
         root: spec.root.clone(),
         snapshot: spec.snapshot.clone(),
         refused: Mutex::new(Vec::new()),
+        failure: failure.clone(),
     });
-    let refused = |guard: &SourceGuard| -> Option<Error> {
-        let reasons = guard.refused.lock().ok()?;
-        (!reasons.is_empty()).then(|| BuildError::Validation(format!("import refused: {}", reasons.join("; "))).into())
-    };
+    let script_urls = Arc::new(ScriptUrls { spec: spec.clone(), failure: failure.clone() });
     let early = Arc::new(MinifyEarly {
         settings: if own_minify { Some(minify_settings(&spec.target)?) } else { None },
         source_map: spec.sourcemap,
         started: Mutex::new(HashMap::new()),
     });
-    let mut bundler = rolldown::Bundler::with_plugins(options, vec![guard.clone(), css.clone(), early.clone()])
-        .map_err(|e| diagnostics(&spec.root, e))?;
+    let mut bundler = rolldown::Bundler::with_plugins(
+        options,
+        vec![guard.clone(), css.clone(), script_urls, early.clone()],
+    )
+    .map_err(|e| diagnostics(&spec.root, e))?;
     let generated = bundler.generate().await;
-    if let Some(e) = refused(&guard) {
+    if let Some(e) = failure.take().or_else(|| guard.refused()) {
         return Err(e);
     }
     let output = generated.map_err(|e| diagnostics(&spec.root, e))?;
@@ -347,7 +549,8 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Vec<EntryOutput
             css_files: Vec::new(),
         });
     }
-    Ok(entries)
+    let compiled_css = std::mem::take(&mut *css.compiled.lock().map_err(|_| Error::internal("CSS module lock"))?);
+    Ok(Bundled { entries, compiled_css })
 }
 
 fn minify_settings(target: &Either<String, Vec<String>>) -> Result<MinifySettings> {
@@ -476,8 +679,7 @@ fn safe_join(out: &Path, name: &str) -> Result<PathBuf> {
 }
 
 fn write_failed(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let path = path.to_path_buf();
-    move |e| BuildError::Failed(format!("writing {}: {e}", path.display())).into()
+    BuildError::io(format!("writing {}", path.display()))
 }
 
 /// rolldown's error batch as one build error, each diagnostic with its code frame; an

@@ -1,6 +1,8 @@
 //! CSS: the stylesheets an entry imports (and those the page links), bundled with
 //! their `@import`s, minified and prefixed for the targets by lightningcss, with
-//! `url()` assets copied next to the output under content-hashed names.
+//! `url()` assets copied next to the output under content-hashed names. Sass (`.scss`,
+//! `.sass`) is compiled by grass as it is read; CSS modules (`*.module.css`, `*.module.scss`)
+//! get scoped class names and a JavaScript module exporting the name map.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,15 +47,172 @@ pub fn browsers_for(target: EsTarget) -> Option<Browsers> {
     })
 }
 
+/// Whether a stylesheet is Sass (compiled by grass before anything else reads it).
+pub fn is_sass(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("scss" | "sass"))
+}
+
+/// Whether a path names a stylesheet (plain CSS or Sass).
+pub fn is_stylesheet(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    path.ends_with(".css") || path.ends_with(".scss") || path.ends_with(".sass")
+}
+
+/// Whether a stylesheet is a CSS module (`button.module.css`, `card.module.scss`).
+pub fn is_css_module(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    [".module.css", ".module.scss", ".module.sass"].iter().any(|ext| path.ends_with(ext))
+}
+
+/// Lets grass read the app's files only (its partials and `node_modules` packages).
+#[derive(Debug)]
+struct AppFiles<'a> {
+    root: &'a Path,
+}
+
+impl AppFiles<'_> {
+    fn inside(&self, path: &Path) -> Option<PathBuf> {
+        let path = normalize(path);
+        path.starts_with(self.root).then_some(path)
+    }
+}
+
+impl grass_compiler::Fs for AppFiles<'_> {
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inside(path).is_some_and(|p| p.is_dir())
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        self.inside(path).is_some_and(|p| p.is_file())
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        match self.inside(path) {
+            Some(path) => std::fs::read(path),
+            None => Err(std::io::Error::other(format!("{} is outside the app", path.display()))),
+        }
+    }
+}
+
+/// Compile a Sass file (`.scss`, or the indented `.sass`) to CSS. `@use`/`@import` find
+/// partials next to the importing file and packages under the app's `node_modules`.
+pub fn compile_sass(root: &Path, file: &Path) -> Result<String> {
+    let fs = AppFiles { root };
+    let syntax = match file.extension().and_then(|e| e.to_str()) {
+        Some("sass") => grass_compiler::InputSyntax::Sass,
+        _ => grass_compiler::InputSyntax::Scss,
+    };
+    let options = grass_compiler::Options::default()
+        .fs(&fs)
+        .logger(&grass_compiler::NullLogger)
+        .input_syntax(syntax)
+        .load_path(root.join("node_modules"));
+    grass_compiler::from_path(file, &options).map_err(|e| {
+        let rel = file.strip_prefix(root).unwrap_or(file);
+        BuildError::Validation(format!("Sass: {}: {e}", rel.display())).into()
+    })
+}
+
+/// A CSS module compiled: its scoped CSS, and the JavaScript module the app imports.
+#[derive(Debug, Clone)]
+pub struct CssModule {
+    pub css: String,
+    pub js: String,
+}
+
+/// Compile a CSS module: class names (and animations, grid areas) scoped as
+/// `<file>_<name>_<hash of its path>`, `composes` resolved; the JavaScript side default-exports
+/// `{name: "scoped names"}` and exports each name that is a JavaScript identifier.
+pub fn compile_module(root: &Path, file: &Path) -> Result<CssModule> {
+    let rel = file.strip_prefix(root).unwrap_or(file).display().to_string();
+    let source = if is_sass(file) {
+        compile_sass(root, file)?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| BuildError::Validation(format!("{rel}: {e}")))?
+    };
+    let invalid = |message: String| -> Error { BuildError::Validation(format!("CSS module {rel}: {message}")).into() };
+    let pattern = lightningcss::css_modules::Pattern::parse("[name]_[local]_[hash]")
+        .map_err(|e| Error::internal(format!("CSS module pattern: {e}")))?;
+    let options = ParserOptions {
+        // The hash is of the path relative to the app: the same on every machine.
+        filename: rel.clone(),
+        css_modules: Some(lightningcss::css_modules::Config { pattern, ..Default::default() }),
+        ..ParserOptions::default()
+    };
+    let sheet = lightningcss::stylesheet::StyleSheet::parse(&source, options).map_err(|e| {
+        let at = e.loc.as_ref().map(|l| format!("{}:{}: ", l.line + 1, l.column)).unwrap_or_default();
+        invalid(format!("{at}{}", e.kind))
+    })?;
+    let printed = sheet.to_css(PrinterOptions::default()).map_err(|e| invalid(e.to_string()))?;
+    let mut exports: Vec<_> = printed.exports.unwrap_or_default().into_iter().collect();
+    exports.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut imports: Vec<String> = Vec::new();
+    let mut fields = Vec::new();
+    for (name, export) in &exports {
+        let mut parts = vec![serde_json::Value::String(export.name.clone()).to_string()];
+        for composed in &export.composes {
+            use lightningcss::css_modules::CssModuleReference as Ref;
+            match composed {
+                Ref::Local { name } | Ref::Global { name } => parts.push(serde_json::Value::String(name.clone()).to_string()),
+                Ref::Dependency { name, specifier } => {
+                    let index = match imports.iter().position(|s| s == specifier) {
+                        Some(i) => i,
+                        None => {
+                            imports.push(specifier.clone());
+                            imports.len() - 1
+                        }
+                    };
+                    parts.push(format!("__workz_composes{index}[{}]", serde_json::Value::String(name.clone())));
+                }
+            }
+        }
+        fields.push((name.clone(), parts.join(" + \" \" + ")));
+    }
+    let mut js = String::new();
+    for (i, specifier) in imports.iter().enumerate() {
+        js.push_str(&format!("import __workz_composes{i} from {};\n", serde_json::Value::String(specifier.clone())));
+    }
+    js.push_str("const classes = {\n");
+    for (name, value) in &fields {
+        js.push_str(&format!("  {}: {value},\n", serde_json::Value::String(name.clone())));
+    }
+    js.push_str("};\nexport default classes;\n");
+    for (name, _) in &fields {
+        if is_identifier(name) {
+            js.push_str(&format!("export const {name} = classes[{}];\n", serde_json::Value::String(name.clone())));
+        }
+    }
+    Ok(CssModule { css: printed.code, js })
+}
+
+/// A name that can be exported as `export const NAME` (ASCII identifiers that are not reserved).
+fn is_identifier(name: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "await", "break", "case", "catch", "class", "const", "continue", "debugger", "default", "delete", "do",
+        "else", "enum", "export", "extends", "false", "finally", "for", "function", "if", "implements", "import",
+        "in", "instanceof", "interface", "let", "new", "null", "package", "private", "protected", "public",
+        "return", "static", "super", "switch", "this", "throw", "true", "try", "typeof", "var", "void", "while",
+        "with", "yield", "arguments", "eval", "classes",
+    ];
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        && !RESERVED.contains(&name)
+}
+
 /// Reads stylesheets from the build directory only; the virtual entry `@import`s the inputs.
-struct Provider {
+/// CSS modules are read as compiled (`compiled`), Sass files compiled on read.
+struct Provider<'c> {
     root: PathBuf,
     entry: PathBuf,
     entry_text: String,
+    compiled: &'c HashMap<PathBuf, String>,
     files: Mutex<Vec<Box<str>>>,
+    /// The first Sass error (lightningcss's bundler only keeps an I/O error's kind).
+    sass_error: Mutex<Option<Error>>,
 }
 
-impl SourceProvider for Provider {
+impl SourceProvider for Provider<'_> {
     type Error = std::io::Error;
 
     fn read<'a>(&'a self, file: &Path) -> std::result::Result<&'a str, Self::Error> {
@@ -63,7 +222,17 @@ impl SourceProvider for Provider {
         if !file.starts_with(&self.root) {
             return Err(std::io::Error::other(format!("{} is outside the app", file.display())));
         }
-        let raw = std::fs::read_to_string(file)?;
+        let raw = match self.compiled.get(file) {
+            Some(css) => css.clone(),
+            None if is_sass(file) => compile_sass(&self.root, file).map_err(|e| {
+                let message = e.to_string();
+                if let Ok(mut first) = self.sass_error.lock() {
+                    first.get_or_insert(e);
+                }
+                std::io::Error::other(message)
+            })?,
+            None => std::fs::read_to_string(file)?,
+        };
         let text: Box<str> = absolutize_urls(&raw, file).into_boxed_str();
         let ptr: *const str = &*text;
         self.files.lock().map_err(|_| std::io::Error::other("poisoned"))?.push(text);
@@ -126,7 +295,7 @@ struct UrlRewriter<'a> {
     root: &'a Path,
     out_dir: &'a Path,
     copied: HashMap<PathBuf, String>,
-    error: Option<String>,
+    error: Option<Error>,
 }
 
 impl<'i> Visitor<'i> for UrlRewriter<'_> {
@@ -152,7 +321,8 @@ impl<'i> Visitor<'i> for UrlRewriter<'_> {
         let file = normalize(Path::new(path_part));
         if !file.starts_with(self.root) || !file.is_file() {
             let shown = file.strip_prefix(self.root).unwrap_or(&file).display().to_string();
-            self.error.get_or_insert(format!("url({shown}) does not name a file in the app"));
+            let message = format!("CSS: url({shown}) does not name a file in the app");
+            self.error.get_or_insert(BuildError::Validation(message).into());
             return Ok(());
         }
         let name = match self.copied.get(&file) {
@@ -163,7 +333,7 @@ impl<'i> Visitor<'i> for UrlRewriter<'_> {
                     name
                 }
                 Err(e) => {
-                    self.error.get_or_insert(format!("copying {}: {e}", file.display()));
+                    self.error.get_or_insert(BuildError::io(format!("copying {}", file.display()))(e));
                     return Ok(());
                 }
             },
@@ -191,23 +361,37 @@ pub fn copy_hashed(file: &Path, out_dir: &Path) -> std::io::Result<String> {
     Ok(name)
 }
 
-/// Bundle `inputs` (absolute paths inside `root`, in order) into one stylesheet.
+/// Bundle `inputs` (absolute paths inside `root`, in order) into one stylesheet; a path in
+/// `compiled` (a CSS module) is taken as its compiled text.
 /// Returns the CSS text; `url()` assets are copied into `<out>/assets/`.
 pub fn bundle(
     root: &Path,
     inputs: &[PathBuf],
+    compiled: &HashMap<PathBuf, String>,
     out_dir: &Path,
     targets: Option<Browsers>,
     minify: bool,
 ) -> Result<String> {
+    // The sheets are the app's sources: what does not parse is the user's to fix.
+    let invalid = |message: String| -> Error { BuildError::Validation(format!("CSS: {message}")).into() };
     let failed = |message: String| -> Error { BuildError::Failed(format!("CSS: {message}")).into() };
     let entry = root.join("\0workz-css-entry.css");
     let entry_text: String =
         inputs.iter().map(|p| format!("@import {};\n", serde_json::Value::String(p.display().to_string()))).collect();
-    let provider =
-        Provider { root: root.to_path_buf(), entry: entry.clone(), entry_text, files: Mutex::new(Vec::new()) };
+    let provider = Provider {
+        root: root.to_path_buf(),
+        entry: entry.clone(),
+        entry_text,
+        compiled,
+        files: Mutex::new(Vec::new()),
+        sass_error: Mutex::new(None),
+    };
     let mut bundler = Bundler::new(&provider, None, ParserOptions::default());
-    let mut sheet = bundler.bundle(&entry).map_err(|e| {
+    let bundled = bundler.bundle(&entry);
+    if let Some(e) = provider.sass_error.lock().ok().and_then(|mut e| e.take()) {
+        return Err(e);
+    }
+    let mut sheet = bundled.map_err(|e| {
         let location = e
             .loc
             .as_ref()
@@ -218,12 +402,12 @@ pub fn bundle(
                 format!("{}:{}:{}: ", rel.display(), l.line + 1, l.column)
             })
             .unwrap_or_default();
-        failed(format!("{location}{}", e.kind))
+        invalid(format!("{location}{}", e.kind))
     })?;
     let mut rewriter = UrlRewriter { root, out_dir, copied: HashMap::new(), error: None };
     let _ = sheet.visit(&mut rewriter);
-    if let Some(message) = rewriter.error {
-        return Err(failed(message));
+    if let Some(error) = rewriter.error {
+        return Err(error);
     }
     let targets = Targets { browsers: targets, ..Targets::default() };
     sheet.minify(MinifyOptions { targets, ..MinifyOptions::default() }).map_err(|e| failed(e.to_string()))?;
@@ -254,6 +438,7 @@ mod tests {
         let css = bundle(
             r,
             &[r.join("styles/main.css"), r.join("extra.css")],
+            &HashMap::new(),
             out.path(),
             browsers_for(EsTarget::Es2015),
             true,
@@ -273,7 +458,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("bad.css"), "a { color: red; }\n@import 'missing.css';\n").unwrap();
         std::fs::write(root.path().join("gone.css"), "@import './nope.css';").unwrap();
-        let err = bundle(root.path(), &[root.path().join("gone.css")], root.path(), None, true).unwrap_err();
+        let err = bundle(root.path(), &[root.path().join("gone.css")], &HashMap::new(), root.path(), None, true).unwrap_err();
         assert!(err.to_string().contains("gone.css") || err.to_string().contains("nope.css"), "{err}");
     }
 }

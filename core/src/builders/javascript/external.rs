@@ -62,7 +62,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         &crate::config::SourceConfig { exclude: vec![], respect_gitignore: false },
     )?;
     tree.materialize(to, &|_| true, &|| false)
-        .map_err(|e| BuildError::Failed(format!("copying the output: {e}")).into())
+        .map_err(BuildError::io("copying the output"))
 }
 
 /// Build with the app's own tool into the context's output directory.
@@ -153,7 +153,7 @@ async fn esbuild(ctx: &mut BuildContext, dir: &Path) -> Result<()> {
     }
     runner.run(&spec).await?;
     let built = esbuild_entries(&meta, dir, &out, &entries)?;
-    write_page(ctx, dir, &entries, &built, css::browsers_for(app.build_config.javascript.target)).await
+    write_page(ctx, dir, &entries, &built, &Default::default(), css::browsers_for(app.build_config.javascript.target)).await
 }
 
 /// Map esbuild's metafile outputs back to entries.
@@ -216,7 +216,7 @@ async fn webpack(ctx: &mut BuildContext, dir: &Path) -> Result<()> {
             let entries = find_entries(&tree, &app)?;
             let config = dir.join("workz.webpack.config.cjs");
             std::fs::write(&config, generated_webpack_config(dir, &entries, &s))
-                .map_err(|e| BuildError::Failed(format!("writing the webpack config: {e}")))?;
+                .map_err(BuildError::io("writing the webpack config"))?;
             (config, Some(entries))
         }
     };
@@ -269,9 +269,9 @@ async fn webpack(ctx: &mut BuildContext, dir: &Path) -> Result<()> {
         Some(file) => Some(html::scan(&String::from_utf8_lossy(&file.read()?))?),
         None => None,
     };
-    let entries = entries.unwrap_or(Entries { modules: Vec::new(), page });
+    let entries = entries.unwrap_or(Entries { modules: Vec::new(), page, other_pages: Vec::new() });
     let target = ctx.app()?.build_config.javascript.target;
-    write_page(ctx, dir, &entries, &built, css::browsers_for(target)).await
+    write_page(ctx, dir, &entries, &built, &Default::default(), css::browsers_for(target)).await
 }
 
 fn generated_webpack_config(dir: &Path, entries: &Entries, s: &Settings) -> String {

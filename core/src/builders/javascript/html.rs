@@ -83,7 +83,12 @@ pub struct Injected {
     pub body: String,
 }
 
-/// Replace the page's local scripts and stylesheets by the built tags.
+/// Where a web app manifest from `public/manifest.json` is published: the release's own
+/// `manifest.json` (the build manifest) keeps that name.
+pub const WEB_MANIFEST: &str = "manifest.webmanifest";
+
+/// Replace the page's local scripts and stylesheets by the built tags; a local
+/// `<link rel="manifest" href=".../manifest.json">` points at the renamed web manifest.
 pub fn render(template: &str, injected: &Injected) -> Result<String> {
     let saw_head = Cell::new(false);
     let saw_body = Cell::new(false);
@@ -91,6 +96,12 @@ pub fn render(template: &str, injected: &Injected) -> Result<String> {
         template,
         RewriteStrSettings {
             element_content_handlers: vec![
+                element!("link[rel=manifest][href]", |el| {
+                    if el.get_attribute("href").is_some_and(|h| is_local(&h) && local_path(&h) == "manifest.json") {
+                        el.set_attribute("href", &format!("./{WEB_MANIFEST}"))?;
+                    }
+                    Ok(())
+                }),
                 element!("script[src]", |el| {
                     if el.get_attribute("src").is_some_and(|s| is_local(&s)) {
                         el.remove();

@@ -12,7 +12,7 @@ pub mod minify;
 pub mod npm;
 pub mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -46,38 +46,49 @@ const DEFAULT_ENTRIES: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct JavascriptBuilder;
 
-/// The app's entry modules and its page.
+/// The app's entry modules and its pages.
 #[derive(Debug, Clone)]
 pub struct Entries {
     pub modules: Vec<String>,
     /// index.html and what it references, if the app has one.
     pub page: Option<html::PageRefs>,
+    /// The app's other pages: every other `.html` file at its root (a multi-page app),
+    /// each with what it references.
+    pub other_pages: Vec<(String, html::PageRefs)>,
+}
+
+/// A page's local scripts and stylesheets, each checked to be a file of the app.
+fn scan_page(tree: &SourceTree, file: &str) -> Result<Option<html::PageRefs>> {
+    let Some(found) = tree.get(file) else { return Ok(None) };
+    let page = html::scan(&String::from_utf8_lossy(&found.read()?))?;
+    for (kind, refs) in [("script", &page.scripts), ("stylesheet", &page.stylesheets)] {
+        if let Some(missing) = refs.iter().find(|r| tree.get(r).is_none()) {
+            return Err(BuildError::Validation(format!(
+                "{file} references the {kind} {missing:?}, which is not in the app"
+            ))
+            .into());
+        }
+    }
+    Ok(Some(page))
 }
 
 /// Find the entry modules: the page's local scripts, plus the configured entry (or, when
 /// the page has none, the first of the usual names).
 pub fn find_entries(tree: &SourceTree, app: &AppConfig) -> Result<Entries> {
-    let page = match tree.get("index.html") {
-        Some(file) => Some(html::scan(&String::from_utf8_lossy(&file.read()?))?),
-        None => None,
-    };
-    let mut modules = Vec::new();
-    if let Some(page) = &page {
-        for src in &page.scripts {
-            if tree.get(src).is_none() {
-                return Err(BuildError::Validation(format!(
-                    "index.html references the script {src:?}, which is not in the app"
-                ))
-                .into());
+    let page = scan_page(tree, "index.html")?;
+    let mut other_pages = Vec::new();
+    for file in tree.files() {
+        if file.path.ends_with(".html") && !file.path.contains('/') && file.path != "index.html" {
+            if let Some(refs) = scan_page(tree, &file.path)? {
+                other_pages.push((file.path.clone(), refs));
             }
-            modules.push(src.clone());
         }
-        for href in &page.stylesheets {
-            if tree.get(href).is_none() {
-                return Err(BuildError::Validation(format!(
-                    "index.html references the stylesheet {href:?}, which is not in the app"
-                ))
-                .into());
+    }
+    let mut modules: Vec<String> = Vec::new();
+    for refs in page.iter().chain(other_pages.iter().map(|(_, refs)| refs)) {
+        for src in &refs.scripts {
+            if !modules.contains(src) {
+                modules.push(src.clone());
             }
         }
     }
@@ -103,14 +114,15 @@ pub fn find_entries(tree: &SourceTree, app: &AppConfig) -> Result<Entries> {
         }
         None => {}
     }
-    if modules.is_empty() {
+    // A page without scripts (stylesheets, fonts, images) is built as a page alone.
+    if modules.is_empty() && page.is_none() && other_pages.is_empty() {
         return Err(BuildError::Validation(format!(
             "no entry point: set buildConfig.javascript.entry, reference a script from index.html, or add one of {}",
             DEFAULT_ENTRIES.join(", ")
         ))
         .into());
     }
-    Ok(Entries { modules, page })
+    Ok(Entries { modules, page, other_pages })
 }
 
 /// What the bundler and the CSS compiler target.
@@ -181,63 +193,136 @@ impl JavascriptBuilder {
             minify,
             sourcemap,
             treeshake: ctx.config.optimization.treeshaking,
+            defines: env_defines(&app),
         };
-        let built = bundle::bundle(&spec, &out).await?;
-        write_page(ctx, dir, entries, &built, browsers).await
+        let built = match entries.modules.is_empty() {
+            true => bundle::Bundled::default(),
+            false => bundle::bundle(&spec, &out).await?,
+        };
+        write_page(ctx, dir, entries, &built.entries, &built.compiled_css, browsers).await
     }
 }
 
-/// Write the stylesheets of each entry and the page that loads them, then `public/`.
+/// Prefixes of the app config's `env` variables that are compiled into the app (as Vite
+/// exposes `VITE_*`): everything else there is for build commands only.
+pub const PUBLIC_ENV_PREFIXES: &[&str] = &["VITE_", "WORKZ_PUBLIC_"];
+
+/// What the bundler replaces at build time: `process.env.NODE_ENV` and Vite's
+/// `import.meta.env` (`MODE`, `PROD`, `DEV`, `SSR`, `BASE_URL` and the public variables of the
+/// app config's `env`; never the worker's own environment). They are all in the app config,
+/// so they are part of the cache key.
+pub fn env_defines(app: &AppConfig) -> Vec<(String, String)> {
+    let mode = app.build_config.javascript.mode.as_str();
+    let production = mode == "production";
+    let mut env = serde_json::Map::new();
+    env.insert("MODE".into(), mode.into());
+    env.insert("PROD".into(), production.into());
+    env.insert("DEV".into(), (!production).into());
+    env.insert("SSR".into(), false.into());
+    // Releases are served from any path: assets are addressed relative to the page.
+    env.insert("BASE_URL".into(), "./".into());
+    for (name, value) in &app.env {
+        if PUBLIC_ENV_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            env.insert(name.clone(), value.clone().into());
+        }
+    }
+    let mut defines = vec![("process.env.NODE_ENV".to_string(), serde_json::Value::from(mode).to_string())];
+    for (name, value) in &env {
+        defines.push((format!("import.meta.env.{name}"), value.to_string()));
+    }
+    defines.push(("import.meta.env".to_string(), serde_json::Value::Object(env).to_string()));
+    defines
+}
+
+/// Bundle `inputs` into `assets/<base>-<hash>.css`; returns that name.
+async fn write_stylesheet(
+    dir: &Path,
+    out: &Path,
+    base: &str,
+    inputs: Vec<PathBuf>,
+    compiled: &HashMap<PathBuf, String>,
+    browsers: Option<lightningcss::targets::Browsers>,
+    minify: bool,
+) -> Result<String> {
+    let (root, out_dir, compiled) = (dir.to_path_buf(), out.to_path_buf(), compiled.clone());
+    let text = tokio::task::spawn_blocking(move || css::bundle(&root, &inputs, &compiled, &out_dir, browsers, minify))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    let name = format!("assets/{base}-{}.css", &crate::digest::Digest::of(text.as_bytes()).to_hex()[..8]);
+    // assets/ exists only if something was written there before (an image, a font).
+    std::fs::create_dir_all(out.join("assets")).map_err(BuildError::io("creating assets/"))?;
+    std::fs::write(out.join(&name), text).map_err(BuildError::io(format!("writing {name}")))?;
+    Ok(name)
+}
+
+/// Write the stylesheets of each entry and the pages that load them, then `public/`.
 pub async fn write_page(
     ctx: &BuildContext,
     dir: &Path,
     entries: &Entries,
     built: &[bundle::EntryOutput],
+    compiled_css: &HashMap<PathBuf, String>,
     browsers: Option<lightningcss::targets::Browsers>,
 ) -> Result<()> {
     let app = ctx.app()?.clone();
     let out = ctx.output_dir()?.to_path_buf();
     let minify = app.build_config.optimization.minify.unwrap_or(ctx.config.optimization.minification);
     let format = app.build_config.javascript.module_format;
-    // One stylesheet per entry: the page's own stylesheets go with the first entry.
-    let page_css: Vec<PathBuf> =
-        entries.page.as_ref().map(|p| p.stylesheets.iter().map(|s| dir.join(s)).collect()).unwrap_or_default();
-    let mut injected = html::Injected::default();
-    for (i, entry) in built.iter().enumerate() {
-        let mut inputs = if i == 0 { page_css.clone() } else { Vec::new() };
-        inputs.extend(entry.css_inputs.iter().cloned());
-        if !inputs.is_empty() {
-            let (root, out_dir) = (dir.to_path_buf(), out.clone());
-            let text = tokio::task::spawn_blocking(move || css::bundle(&root, &inputs, &out_dir, browsers, minify))
-                .await
-                .map_err(|e| Error::internal(e.to_string()))??;
-            let stem = Path::new(&entry.script).file_stem().and_then(|s| s.to_str()).unwrap_or("style");
-            let base = stem.rsplit_once('-').map_or(stem, |(name, _)| name);
-            let name = format!("assets/{base}-{}.css", &crate::digest::Digest::of(text.as_bytes()).to_hex()[..8]);
-            std::fs::write(out.join(&name), text).map_err(|e| BuildError::Failed(format!("writing {name}: {e}")))?;
+    // index.html (or the minimal page) loads its own scripts and every entry no other page claims.
+    let claimed: Vec<&String> = entries.other_pages.iter().flat_map(|(_, refs)| &refs.scripts).collect();
+    let mut pages: Vec<(&str, Option<&html::PageRefs>, Vec<&bundle::EntryOutput>)> = Vec::new();
+    let index_entries = built
+        .iter()
+        .filter(|e| {
+            entries.page.as_ref().is_some_and(|p| p.scripts.contains(&e.entry)) || !claimed.contains(&&e.entry)
+        })
+        .collect();
+    pages.push(("index.html", entries.page.as_ref(), index_entries));
+    for (file, refs) in &entries.other_pages {
+        pages.push((file, Some(refs), built.iter().filter(|e| refs.scripts.contains(&e.entry)).collect()));
+    }
+    for (file, refs, page_entries) in pages {
+        // One stylesheet per entry: the page's own stylesheets go with its first entry.
+        let page_css: Vec<PathBuf> =
+            refs.map(|p| p.stylesheets.iter().map(|s| dir.join(s)).collect()).unwrap_or_default();
+        let mut injected = html::Injected::default();
+        if page_entries.is_empty() && !page_css.is_empty() {
+            let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("style");
+            let base = if stem == "index" { "style" } else { stem };
+            let name = write_stylesheet(dir, &out, base, page_css.clone(), compiled_css, browsers, minify).await?;
             injected.head.push_str(&format!("<link rel=\"stylesheet\" href=\"./{name}\">\n"));
         }
-        for css in &entry.css_files {
-            injected.head.push_str(&format!("<link rel=\"stylesheet\" href=\"./{css}\">\n"));
-        }
-        if format == ModuleFormat::Esm {
-            for chunk in &entry.static_imports {
-                injected.head.push_str(&format!("<link rel=\"modulepreload\" href=\"./{chunk}\">\n"));
+        for (i, entry) in page_entries.iter().enumerate() {
+            let mut inputs = if i == 0 { page_css.clone() } else { Vec::new() };
+            inputs.extend(entry.css_inputs.iter().cloned());
+            if !inputs.is_empty() {
+                let stem = Path::new(&entry.script).file_stem().and_then(|s| s.to_str()).unwrap_or("style");
+                let base = stem.rsplit_once('-').map_or(stem, |(name, _)| name);
+                let name = write_stylesheet(dir, &out, base, inputs, compiled_css, browsers, minify).await?;
+                injected.head.push_str(&format!("<link rel=\"stylesheet\" href=\"./{name}\">\n"));
             }
-            injected.body.push_str(&format!("<script type=\"module\" src=\"./{}\"></script>\n", entry.script));
-        } else {
-            injected.body.push_str(&format!("<script defer src=\"./{}\"></script>\n", entry.script));
+            for css in &entry.css_files {
+                injected.head.push_str(&format!("<link rel=\"stylesheet\" href=\"./{css}\">\n"));
+            }
+            if format == ModuleFormat::Esm {
+                for chunk in &entry.static_imports {
+                    injected.head.push_str(&format!("<link rel=\"modulepreload\" href=\"./{chunk}\">\n"));
+                }
+                injected.body.push_str(&format!("<script type=\"module\" src=\"./{}\"></script>\n", entry.script));
+            } else {
+                injected.body.push_str(&format!("<script defer src=\"./{}\"></script>\n", entry.script));
+            }
         }
+        let page = match refs {
+            Some(_) => {
+                let template =
+                    std::fs::read_to_string(dir.join(file)).map_err(BuildError::io(format!("reading {file}")))?;
+                html::render(&template, &injected)?
+            }
+            None => html::minimal_page(&app.name, &injected),
+        };
+        std::fs::write(out.join(file), page).map_err(BuildError::io(format!("writing {file}")))?;
     }
-    let page = match entries.page {
-        Some(_) => {
-            let template = std::fs::read_to_string(dir.join("index.html"))
-                .map_err(|e| BuildError::Failed(format!("reading index.html: {e}")))?;
-            html::render(&template, &injected)?
-        }
-        None => html::minimal_page(&app.name, &injected),
-    };
-    std::fs::write(out.join("index.html"), page).map_err(|e| BuildError::Failed(format!("writing index.html: {e}")))?;
     // public/ comes from the checked snapshot, or from the build directory when hooks ran there.
     let tree = match ctx.materialized_build_dir() {
         Some(build_dir) => std::sync::Arc::new(SourceTree::from_dir(
@@ -255,14 +340,17 @@ pub async fn write_page(
 fn copy_public(tree: &SourceTree, out: &Path) -> Result<()> {
     for file in tree.files() {
         let Some(rel) = file.path.strip_prefix("public/") else { continue };
+        // The release's manifest.json is the build manifest; a web app manifest moves aside
+        // (and the page's link follows it, see html::render).
+        let rel = if rel == "manifest.json" { html::WEB_MANIFEST } else { rel };
         let dest = out.join(rel);
         if dest.exists() {
             continue;
         }
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| BuildError::Failed(format!("copying public/: {e}")))?;
+            std::fs::create_dir_all(parent).map_err(BuildError::io("copying public/"))?;
         }
-        file.copy_to(&dest).map_err(|e| BuildError::Failed(format!("copying public/{rel}: {e}")))?;
+        file.copy_to(&dest).map_err(BuildError::io(format!("copying public/{rel}")))?;
     }
     Ok(())
 }
@@ -411,7 +499,7 @@ impl PlatformBuilder for JavascriptBuilder {
         let report = tokio::task::spawn_blocking(move || assets::optimize_images(&dir, &options))
             .await
             .map_err(|e| Error::internal(e.to_string()))?
-            .map_err(|e| BuildError::Failed(format!("optimizing images: {e}")))?;
+            .map_err(BuildError::io("optimizing images"))?;
         for format in &report.unsupported {
             ctx.warn(
                 "asset_format_unsupported",
@@ -420,11 +508,10 @@ impl PlatformBuilder for JavascriptBuilder {
         }
         if app.build_config.javascript.generate_sw && out.join("index.html").is_file() {
             let tag = ctx.key.map(|k| k.to_string()[..16].to_string()).unwrap_or_else(|| ctx.build_id.clone());
-            let page =
-                std::fs::read_to_string(out.join("index.html")).map_err(|e| BuildError::Failed(e.to_string()))?;
+            let page = std::fs::read_to_string(out.join("index.html")).map_err(BuildError::io("reading index.html"))?;
             let page = html::append_to_body(&page, assets::SW_REGISTRATION)?;
-            std::fs::write(out.join("index.html"), page).map_err(|e| BuildError::Failed(e.to_string()))?;
-            assets::write_service_worker(&out, &tag).map_err(|e| BuildError::Failed(format!("writing sw.js: {e}")))?;
+            std::fs::write(out.join("index.html"), page).map_err(BuildError::io("writing index.html"))?;
+            assets::write_service_worker(&out, &tag).map_err(BuildError::io("writing sw.js"))?;
         }
         Ok(())
     }
