@@ -13,6 +13,10 @@ use crate::error::{DependencyError, Error, Result};
 /// Content type that marks a symlink in a stored directory (the blob is its target).
 const SYMLINK: &str = "inode/symlink";
 
+/// Content type that marks an executable file (`node_modules/vite/bin/vite.js`, which
+/// `.bin/vite` links to): restored with its execute bits, or `npm run build` cannot run it.
+const EXECUTABLE: &str = "application/x-executable";
+
 /// Every file and symlink under `root`, hashed in parallel (symlinks by their target).
 fn snapshot(root: &Path) -> std::io::Result<Vec<(ArtifactFile, PathBuf)>> {
     let mut found = Vec::new();
@@ -23,19 +27,25 @@ fn snapshot(root: &Path) -> std::io::Result<Vec<(ArtifactFile, PathBuf)>> {
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 stack.push(entry.path());
-            } else if kind.is_file() || kind.is_symlink() {
-                found.push((entry.path(), kind.is_symlink()));
+            } else if kind.is_symlink() {
+                found.push((entry.path(), true, false));
+            } else if kind.is_file() {
+                use std::os::unix::fs::PermissionsExt;
+                let executable = entry.metadata()?.permissions().mode() & 0o111 != 0;
+                found.push((entry.path(), false, executable));
             }
         }
     }
     found
         .into_par_iter()
-        .map(|(path, is_link)| {
+        .map(|(path, is_link, executable)| {
             let rel = path.strip_prefix(root).map_err(std::io::Error::other)?;
             let rel = rel.to_str().ok_or_else(|| std::io::Error::other("non-UTF-8 file name"))?.to_string();
             let (bytes, content_type) = if is_link {
                 let target = std::fs::read_link(&path)?;
                 (target.to_string_lossy().into_owned().into_bytes(), SYMLINK.to_string())
+            } else if executable {
+                (std::fs::read(&path)?, EXECUTABLE.to_string())
             } else {
                 (std::fs::read(&path)?, crate::output::content_type(&rel))
             };
@@ -107,6 +117,11 @@ pub async fn restore(
         let _ = cache.remove_entry(key).await;
         let _ = std::fs::remove_dir_all(root);
         return Ok(false);
+    }
+    for f in hit.entry.files.iter().filter(|f| f.content_type == EXECUTABLE) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join(&f.path), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| DependencyError::InstallFailed { tool, detail: format!("restoring {}: {e}", f.path) })?;
     }
     for f in hit.entry.files.iter().filter(|f| f.content_type == SYMLINK) {
         let link = root.join(&f.path);

@@ -182,7 +182,7 @@ const PUB_CACHE_DIR: &str = ".pub-cache";
 /// What identifies a fetched pub cache: the lock (or the manifest without one), the SDK, the host.
 fn pub_cache_key(tree: &crate::source::SourceTree, tools: &BTreeMap<String, String>) -> crate::cache::CacheKey {
     let mut h = blake3::Hasher::new();
-    h.update(b"workz-build pub-cache v1\0");
+    h.update(b"workz-build pub-cache v2\0"); // v2: executable bits kept
     if let Some(file) = tree.get("pubspec.lock").or_else(|| tree.get("pubspec.yaml")) {
         h.update(file.digest.as_bytes());
     }

@@ -302,13 +302,34 @@ impl Plugin for SourceGuard {
         // Scripts go to rolldown as the guard checked them (one read per file, and what is
         // bundled is what was checked); everything else rolldown's own loaders read.
         let plain_script = !args.id.contains(['?', '#']) && is_script(args.id);
-        match bytes.as_deref().map(std::str::from_utf8) {
-            Some(Ok(code)) if plain_script => {
-                Ok(Some(HookLoadOutput { code: arcstr::ArcStr::from(code), ..Default::default() }))
+        let jsx = plain_script && [".jsx", ".tsx", ".js"].iter().any(|ext| args.id.ends_with(ext));
+        let code = match bytes.as_deref().map(std::str::from_utf8) {
+            Some(Ok(code)) if plain_script => Some(Cow::Borrowed(code)),
+            // In the build directory rolldown would read it; a JSX file is read here to look
+            // for a pragma.
+            None if jsx => std::fs::read_to_string(args.id).ok().map(Cow::Owned),
+            _ => None,
+        };
+        match code {
+            Some(code) => {
+                let code = match classic_jsx_pragma(&code) {
+                    Some(marked) => arcstr::ArcStr::from(marked),
+                    None => arcstr::ArcStr::from(code.as_ref()),
+                };
+                Ok(Some(HookLoadOutput { code, ..Default::default() }))
             }
-            _ => Ok(None),
+            None => Ok(None),
         }
     }
+}
+
+/// A file that names its JSX factory (`/** @jsx h */`, Preact's and Mithril's way) wants the
+/// classic transform, as Babel and esbuild give it; the automatic runtime (the default, for
+/// React 17+) would import `react/jsx-runtime` instead. The marker goes on the first line, so
+/// line numbers stay as written.
+fn classic_jsx_pragma(code: &str) -> Option<String> {
+    let names_factory = code.contains("@jsx ") || code.contains("@jsx\t");
+    (names_factory && !code.contains("@jsxRuntime")).then(|| format!("/* @jsxRuntime classic */{code}"))
 }
 
 /// Starts minifying each large chunk as soon as rolldown has rendered it: rolldown's last

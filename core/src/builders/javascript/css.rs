@@ -4,7 +4,7 @@
 //! `.sass`) is compiled by grass as it is read; CSS modules (`*.module.css`, `*.module.scss`)
 //! get scoped class names and a JavaScript module exporting the name map.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -148,21 +148,36 @@ pub fn compile_module(root: &Path, file: &Path) -> Result<CssModule> {
     exports.sort_by(|a, b| a.0.cmp(&b.0));
     let mut imports: Vec<String> = Vec::new();
     let mut fields = Vec::new();
-    for (name, export) in &exports {
-        let mut parts = vec![serde_json::Value::String(export.name.clone()).to_string()];
-        for composed in &export.composes {
-            use lightningcss::css_modules::CssModuleReference as Ref;
-            match composed {
-                Ref::Local { name } | Ref::Global { name } => parts.push(serde_json::Value::String(name.clone()).to_string()),
-                Ref::Dependency { name, specifier } => {
-                    let index = match imports.iter().position(|s| s == specifier) {
-                        Some(i) => i,
-                        None => {
-                            imports.push(specifier.clone());
-                            imports.len() - 1
+    for (name, _) in &exports {
+        // `composes: a` brings everything `a` composes too (as css-loader and Vite do).
+        let mut parts: Vec<String> = Vec::new();
+        let mut pending = vec![name.as_str()];
+        let mut visited = HashSet::new();
+        while let Some(local) = pending.pop() {
+            let Some((_, export)) = exports.iter().find(|(n, _)| n == local) else { continue };
+            if !visited.insert(local) {
+                continue;
+            }
+            parts.push(serde_json::Value::String(export.name.clone()).to_string());
+            for composed in &export.composes {
+                use lightningcss::css_modules::CssModuleReference as Ref;
+                match composed {
+                    Ref::Local { name } => {
+                        if let Some((key, _)) = exports.iter().find(|(_, e)| &e.name == name) {
+                            pending.push(key.as_str());
                         }
-                    };
-                    parts.push(format!("__workz_composes{index}[{}]", serde_json::Value::String(name.clone())));
+                    }
+                    Ref::Global { name } => parts.push(serde_json::Value::String(name.clone()).to_string()),
+                    Ref::Dependency { name, specifier } => {
+                        let index = match imports.iter().position(|s| s == specifier) {
+                            Some(i) => i,
+                            None => {
+                                imports.push(specifier.clone());
+                                imports.len() - 1
+                            }
+                        };
+                        parts.push(format!("__workz_composes{index}[{}]", serde_json::Value::String(name.clone())));
+                    }
                 }
             }
         }

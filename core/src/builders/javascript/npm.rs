@@ -135,7 +135,7 @@ pub fn node_modules_key(
     toolchain: &BTreeMap<String, String>,
 ) -> CacheKey {
     let mut h = blake3::Hasher::new();
-    h.update(b"workz-build node_modules v1\0");
+    h.update(b"workz-build node_modules v2\0"); // v2: executable bits kept
     if let Some(d) = &project.manifest_digest {
         h.update(d.as_bytes());
     }
