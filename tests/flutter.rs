@@ -188,8 +188,11 @@ fn golden_argv_for_every_combination_and_two_sdk_versions() {
             let children: Vec<_> = batch
                 .iter()
                 .map(|args| {
+                    // A host with an Android SDK (the stand-in, like flutter, refuses Android
+                    // builds without one).
                     let child = Command::new(world.sdk().join("bin/flutter"))
                         .args(args)
+                        .env("ANDROID_HOME", &project)
                         .current_dir(&project)
                         .stdout(std::process::Stdio::null())
                         .stderr(std::process::Stdio::piped())

@@ -490,8 +490,13 @@ async fn an_app_that_imports_css_and_has_no_image_builds_in_either_module_format
         let app = write_app(
             &world.dir.path().join("app"),
             &[
-                ("workz.json", &format!(r#"{{"name": "plain-css", "appType": "javascript",
-                    "buildConfig": {{"javascript": {{"moduleFormat": "{format}"}}}}}}"#)),
+                (
+                    "workz.json",
+                    &format!(
+                        r#"{{"name": "plain-css", "appType": "javascript",
+                    "buildConfig": {{"javascript": {{"moduleFormat": "{format}"}}}}}}"#
+                    ),
+                ),
                 ("src/main.js", "import './style.css';\nconsole.log('WORKZ_RESULT ' + JSON.stringify('styled'));\n"),
                 ("src/style.css", "body { margin: 0; color: rgb(1, 2, 3); }\n"),
             ],
@@ -501,7 +506,11 @@ async fn an_app_that_imports_css_and_has_no_image_builds_in_either_module_format
         let out = release(&result);
         let page = std::fs::read_to_string(out.join("index.html")).unwrap();
         let href = page.split("rel=\"stylesheet\" href=\"./").nth(1).unwrap().split('"').next().unwrap();
-        assert!(std::fs::read_to_string(out.join(href)).unwrap().contains("rgb(1,2,3)") || std::fs::read_to_string(out.join(href)).unwrap().contains("#010203"), "{format}");
+        assert!(
+            std::fs::read_to_string(out.join(href)).unwrap().contains("rgb(1,2,3)")
+                || std::fs::read_to_string(out.join(href)).unwrap().contains("#010203"),
+            "{format}"
+        );
         assert_eq!(run_node(&page_scripts(&out)[0], format == "esm"), "\"styled\"", "{format}");
     }
 }

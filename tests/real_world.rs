@@ -271,7 +271,10 @@ async fn preact_app_with_a_jsx_pragma_renders() {
     let world = World::new();
     let release = world.release(&world.app("preact-pragma")).await;
     let result = run_in_chromium(&release, "index.html");
-    assert_eq!(result, json!({"heading": "Preact with a JSX pragma", "items": ["one", "two", "three"], "counter": "42"}));
+    assert_eq!(
+        result,
+        json!({"heading": "Preact with a JSX pragma", "items": ["one", "two", "three"], "counter": "42"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,7 +441,10 @@ async fn a_multi_page_app_gets_each_page_with_its_entry_and_a_shared_chunk() {
         assert!(html.contains(&format!("modulepreload\" href=\"./{}\"", shared[0])), "{page}: {html}");
     }
     let home = run_in_chromium(&release, "index.html");
-    assert_eq!(home, json!({"page": "home", "heading": "Home", "color": "rgb(0, 100, 0)", "spacing": "normal", "rows": 200}));
+    assert_eq!(
+        home,
+        json!({"page": "home", "heading": "Home", "color": "rgb(0, 100, 0)", "spacing": "normal", "rows": 200})
+    );
     let about = run_in_chromium(&release, "about.html");
     assert_eq!(about["heading"], "About us");
     assert_eq!(about["spacing"], "3px", "about.css belongs to the about page: {about}");

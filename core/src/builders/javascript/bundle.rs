@@ -15,8 +15,8 @@ use rolldown::{
     BundlerOptions, BundlerTransformOptions, ChunkFilenamesOutputOption, CodeSplittingMode, Either, InputItem,
     ModuleType, OutputFormat, Platform, RawMinifyOptions, SourceMapType, TreeshakeOptions,
 };
-use rolldown_common::{EmittedAsset, ExperimentalOptions, ImportKind, Output, StrOrBytes};
 use rolldown_common::side_effects::HookSideEffects;
+use rolldown_common::{EmittedAsset, ExperimentalOptions, ImportKind, Output, StrOrBytes};
 
 use oxc::minifier::CompressOptions;
 use oxc::transformer::EngineTargets;
@@ -486,11 +486,9 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Bundled> {
         source_map: spec.sourcemap,
         started: Mutex::new(HashMap::new()),
     });
-    let mut bundler = rolldown::Bundler::with_plugins(
-        options,
-        vec![guard.clone(), css.clone(), script_urls, early.clone()],
-    )
-    .map_err(|e| diagnostics(&spec.root, e))?;
+    let mut bundler =
+        rolldown::Bundler::with_plugins(options, vec![guard.clone(), css.clone(), script_urls, early.clone()])
+            .map_err(|e| diagnostics(&spec.root, e))?;
     let generated = bundler.generate().await;
     if let Some(e) = failure.take().or_else(|| guard.refused()) {
         return Err(e);

@@ -203,11 +203,55 @@ pub fn compile_module(root: &Path, file: &Path) -> Result<CssModule> {
 /// A name that can be exported as `export const NAME` (ASCII identifiers that are not reserved).
 fn is_identifier(name: &str) -> bool {
     const RESERVED: &[&str] = &[
-        "await", "break", "case", "catch", "class", "const", "continue", "debugger", "default", "delete", "do",
-        "else", "enum", "export", "extends", "false", "finally", "for", "function", "if", "implements", "import",
-        "in", "instanceof", "interface", "let", "new", "null", "package", "private", "protected", "public",
-        "return", "static", "super", "switch", "this", "throw", "true", "try", "typeof", "var", "void", "while",
-        "with", "yield", "arguments", "eval", "classes",
+        "await",
+        "break",
+        "case",
+        "catch",
+        "class",
+        "const",
+        "continue",
+        "debugger",
+        "default",
+        "delete",
+        "do",
+        "else",
+        "enum",
+        "export",
+        "extends",
+        "false",
+        "finally",
+        "for",
+        "function",
+        "if",
+        "implements",
+        "import",
+        "in",
+        "instanceof",
+        "interface",
+        "let",
+        "new",
+        "null",
+        "package",
+        "private",
+        "protected",
+        "public",
+        "return",
+        "static",
+        "super",
+        "switch",
+        "this",
+        "throw",
+        "true",
+        "try",
+        "typeof",
+        "var",
+        "void",
+        "while",
+        "with",
+        "yield",
+        "arguments",
+        "eval",
+        "classes",
     ];
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
@@ -473,7 +517,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("bad.css"), "a { color: red; }\n@import 'missing.css';\n").unwrap();
         std::fs::write(root.path().join("gone.css"), "@import './nope.css';").unwrap();
-        let err = bundle(root.path(), &[root.path().join("gone.css")], &HashMap::new(), root.path(), None, true).unwrap_err();
+        let err =
+            bundle(root.path(), &[root.path().join("gone.css")], &HashMap::new(), root.path(), None, true).unwrap_err();
         assert!(err.to_string().contains("gone.css") || err.to_string().contains("nope.css"), "{err}");
     }
 }

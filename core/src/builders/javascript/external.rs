@@ -61,8 +61,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         &Default::default(),
         &crate::config::SourceConfig { exclude: vec![], respect_gitignore: false },
     )?;
-    tree.materialize(to, &|_| true, &|| false)
-        .map_err(BuildError::io("copying the output"))
+    tree.materialize(to, &|_| true, &|| false).map_err(BuildError::io("copying the output"))
 }
 
 /// Build with the app's own tool into the context's output directory.
@@ -153,7 +152,8 @@ async fn esbuild(ctx: &mut BuildContext, dir: &Path) -> Result<()> {
     }
     runner.run(&spec).await?;
     let built = esbuild_entries(&meta, dir, &out, &entries)?;
-    write_page(ctx, dir, &entries, &built, &Default::default(), css::browsers_for(app.build_config.javascript.target)).await
+    write_page(ctx, dir, &entries, &built, &Default::default(), css::browsers_for(app.build_config.javascript.target))
+        .await
 }
 
 /// Map esbuild's metafile outputs back to entries.

@@ -273,9 +273,7 @@ pub async fn write_page(
     let mut pages: Vec<(&str, Option<&html::PageRefs>, Vec<&bundle::EntryOutput>)> = Vec::new();
     let index_entries = built
         .iter()
-        .filter(|e| {
-            entries.page.as_ref().is_some_and(|p| p.scripts.contains(&e.entry)) || !claimed.contains(&&e.entry)
-        })
+        .filter(|e| entries.page.as_ref().is_some_and(|p| p.scripts.contains(&e.entry)) || !claimed.contains(&&e.entry))
         .collect();
     pages.push(("index.html", entries.page.as_ref(), index_entries));
     for (file, refs) in &entries.other_pages {
