@@ -78,10 +78,12 @@ pub fn find_entries(tree: &SourceTree, app: &AppConfig) -> Result<Entries> {
     let page = scan_page(tree, "index.html")?;
     let mut other_pages = Vec::new();
     for file in tree.files() {
-        if file.path.ends_with(".html") && !file.path.contains('/') && file.path != "index.html" {
-            if let Some(refs) = scan_page(tree, &file.path)? {
-                other_pages.push((file.path.clone(), refs));
-            }
+        if file.path.ends_with(".html")
+            && !file.path.contains('/')
+            && file.path != "index.html"
+            && let Some(refs) = scan_page(tree, &file.path)?
+        {
+            other_pages.push((file.path.clone(), refs));
         }
     }
     let mut modules: Vec<String> = Vec::new();
