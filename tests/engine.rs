@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use workz_build::builder::{BuildOutput, PlatformBuilder};
 use workz_build::cache::FilesystemCache;
 use workz_build::config::AppType;
 use workz_build::events::BuildEvent;
 use workz_build::process::ProcessError;
 use workz_build::source::{FileBytes, SourceSpec};
 use workz_build::{BuildContext, BuildRequest, BuildResult, BuildStatus, Digest, Engine, EngineConfig};
+use workz_build::{BuildOutput, PlatformBuilder};
 
 /// A scratch world: the engine's roots and the app live under one temp dir.
 struct World {

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::builder::HostRequirement;
 use crate::config::EngineConfig;
+use crate::context::HostRequirement;
 use crate::engine::EngineDirs;
 
 /// One thing the doctor looked for.

@@ -2,20 +2,19 @@
 //! converts: engines and requests from JSON, a build handle that several callers can share,
 //! and panics turned into `internal` errors.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-
-use futures_util::FutureExt;
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
+use crate::context::BuildRequest;
 use crate::engine::{BuildHandle, Engine, block_on};
 use crate::error::{Error, ErrorReport, Result};
+pub use crate::error::{catch_panic, catch_panic_async, panic_error};
 use crate::events::EventRecord;
-use crate::pipeline::{BuildRequest, BuildStatus};
 use crate::result::BuildResult;
+use crate::result::BuildStatus;
 
 /// An engine from an engine config document; empty (or only whitespace) means the
 /// embedded defaults. Unknown keys are logged, as the CLI warns of them.
@@ -136,42 +135,9 @@ pub fn failure_of(result: &BuildResult) -> Option<ErrorReport> {
     }
 }
 
-/// Run `f`; a panic becomes an `internal` error instead of unwinding into the host. (Not
-/// `UnwindSafe`-bound: after a panic the host only gets the error, never the half-updated
-/// state, and every lock the bindings hold is released by then.)
-pub fn catch_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload.as_ref())))
-}
-
-/// Await `work`; a panic inside it becomes an `internal` error (the pipeline of every build
-/// and the bindings' Promise-backed calls run under this).
-pub async fn catch_panic_async<T>(work: impl std::future::Future<Output = T>) -> Result<T> {
-    AssertUnwindSafe(work).catch_unwind().await.map_err(|payload| panic_error(payload.as_ref()))
-}
-
-/// The `internal` error for a caught panic, with its message.
-pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> Error {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
-    Error::Internal(format!("the engine panicked: {message}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn panics_become_internal_errors() {
-        let err = catch_panic(|| -> Result<()> { panic!("boom {}", 1) }).unwrap_err();
-        assert_eq!(err.code(), "internal");
-        assert!(err.to_string().contains("boom 1"), "{err}");
-        let err = catch_panic(|| -> Result<()> { std::panic::panic_any(7u8) }).unwrap_err();
-        assert!(err.to_string().contains("without a message"), "{err}");
-        assert_eq!(catch_panic(|| Ok(3)).unwrap(), 3);
-    }
 
     #[test]
     fn requests_name_the_bad_field() {

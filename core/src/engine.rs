@@ -6,9 +6,8 @@
 //! cancellation token; when it ends, its scratch directories are removed, it is
 //! recorded in the build history and a `finished` event is sent.
 
-use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -17,18 +16,18 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::builder::{BuilderRegistry, PlatformBuilder};
-use crate::cache::{
-    CacheBackend, FilesystemCache, MemoryCache, PruneReport, ReadOnlyCache, TierStats, TierUsage, TieredCache,
-    compile_pattern,
-};
+use crate::cache::{CacheBackend, PruneReport, TierStats, TierUsage, compile_pattern};
 use crate::config::EngineConfig;
+use crate::context::{BuildContext, BuildRequest, Services};
+use crate::context::{BuilderRegistry, PlatformBuilder};
 use crate::error::{Error, Result};
 use crate::events::{BuildEvent, EventCallback, EventEmitter, EventRecord};
 use crate::explain::Explanation;
 use crate::history::{BuildHistory, BuildRecord};
-use crate::pipeline::{BuildContext, BuildRequest, BuildStatus, Pipeline, Services};
-use crate::result::{AppRef, ArtifactRef, Artifacts, BuildResult, CacheOutcome};
+use crate::pipeline::Pipeline;
+use crate::queue::PriorityGate;
+pub use crate::queue::QueueStatus;
+use crate::result::{AppRef, ArtifactRef, Artifacts, BuildResult, BuildStatus, CacheOutcome};
 use crate::store::{ArtifactStore, LocalArtifactStore};
 
 /// The process-wide tokio runtime used when the caller is not inside one (bindings, CLI).
@@ -85,14 +84,6 @@ impl EngineDirs {
         let work = config.storage.work_dir.clone().unwrap_or_else(|| cache.join("work"));
         EngineDirs { cache, artifacts, work }
     }
-}
-
-/// How many builds wait and run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueStatus {
-    pub queued: usize,
-    pub running: usize,
-    pub max_concurrent: usize,
 }
 
 /// Cache statistics: live counters of this process and what each tier holds.
@@ -178,7 +169,7 @@ impl EngineBuilder {
         let history = BuildHistory::open(&history_dir).map_err(|e| io("history", &history_dir, e))?;
         let cache = match self.cache {
             Some(cache) => cache,
-            None => default_cache(&config, &dirs)?,
+            None => crate::cache::from_config(&config, &dirs.cache)?,
         };
         let store: Arc<dyn ArtifactStore> = match self.store {
             Some(store) => store,
@@ -204,25 +195,6 @@ impl EngineBuilder {
         });
         Ok(Engine { shared, _owner: Arc::new(Owner(root_cancel)) })
     }
-}
-
-/// The cache the config describes: memory over filesystem, read-only if asked.
-fn default_cache(config: &EngineConfig, dirs: &EngineDirs) -> Result<Option<Arc<dyn CacheBackend>>> {
-    let mut tiers: Vec<Arc<dyn CacheBackend>> = Vec::new();
-    let ttl = Duration::from_secs(config.build_system.cache_ttl);
-    if config.cache.memory.enabled {
-        let memory_ttl = ttl.min(Duration::from_secs(config.cache.memory.ttl));
-        tiers.push(Arc::new(MemoryCache::new(config.cache.memory.max_bytes, memory_ttl)));
-    }
-    if config.cache.filesystem.enabled {
-        tiers.push(Arc::new(FilesystemCache::open(&dirs.cache.join("store"), ttl, config.cache.filesystem.max_bytes)?));
-    }
-    let cache: Arc<dyn CacheBackend> = match tiers.len() {
-        0 => return Ok(None),
-        1 => tiers.remove(0),
-        _ => Arc::new(TieredCache::new(tiers)),
-    };
-    Ok(Some(if config.cache.read_only { Arc::new(ReadOnlyCache::new(cache)) } else { cache }))
 }
 
 /// A submitted build.
@@ -389,7 +361,7 @@ impl Engine {
             self.shared.root_cancel.child_token(),
         );
         self.shared.pipeline.run(&mut ctx, Some("dependencies")).await?;
-        let components = crate::pipeline::key_components(&ctx).await?;
+        let components = crate::stages::key_components(&ctx).await?;
         let key = components.key();
         let cache_enabled = self.config().build_system.cache_enabled && self.shared.services.cache.is_some();
         let tier = match (&self.shared.services.cache, cache_enabled) {
@@ -473,7 +445,7 @@ async fn run_build(
             events.emit(BuildEvent::Started);
             let started = tokio::time::Instant::now();
             // A panic in a stage fails this build with `internal`; the engine and its host live on.
-            let run = crate::embed::catch_panic_async(shared.pipeline.run(&mut ctx, None)).map(|outcome| outcome?);
+            let run = crate::error::catch_panic_async(shared.pipeline.run(&mut ctx, None)).map(|outcome| outcome?);
             tokio::pin!(run);
             let warn_at = tokio::time::sleep_until(started + warning);
             tokio::pin!(warn_at);
@@ -590,173 +562,5 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         duration,
         warnings: ctx.warnings,
         error,
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The in-process priority queue
-// ---------------------------------------------------------------------------
-
-/// Admits at most `max` builds at once; waiting builds are admitted by priority, then age.
-struct PriorityGate {
-    max: usize,
-    state: Mutex<GateState>,
-}
-
-struct GateState {
-    running: usize,
-    next_seq: u64,
-    waiting: BinaryHeap<Waiter>,
-}
-
-struct Waiter {
-    priority: i32,
-    seq: u64,
-    wake: oneshot::Sender<()>,
-}
-
-impl PartialEq for Waiter {
-    fn eq(&self, other: &Self) -> bool {
-        (self.priority, self.seq) == (other.priority, other.seq)
-    }
-}
-impl Eq for Waiter {}
-impl PartialOrd for Waiter {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Waiter {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // Max-heap: higher priority first, then the older (smaller seq) first.
-        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
-    }
-}
-
-/// A running build's slot; freeing it admits the next waiter.
-struct Permit {
-    gate: Arc<PriorityGate>,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.gate.release();
-    }
-}
-
-/// Removes a waiter that gave up (its build was cancelled), returning a slot it was handed.
-struct WaitGuard {
-    gate: Arc<PriorityGate>,
-    seq: u64,
-    rx: Option<oneshot::Receiver<()>>,
-}
-
-impl Drop for WaitGuard {
-    fn drop(&mut self) {
-        let Some(mut rx) = self.rx.take() else { return };
-        if rx.try_recv().is_ok() {
-            // A slot was handed over as we gave up: pass it on.
-            self.gate.release();
-        } else {
-            self.gate.lock().waiting.retain(|w| w.seq != self.seq);
-        }
-    }
-}
-
-impl PriorityGate {
-    fn new(max: usize) -> PriorityGate {
-        PriorityGate { max, state: Mutex::new(GateState { running: 0, next_seq: 0, waiting: BinaryHeap::new() }) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn status(&self) -> QueueStatus {
-        let s = self.lock();
-        QueueStatus { queued: s.waiting.len(), running: s.running, max_concurrent: self.max }
-    }
-
-    async fn acquire(self: &Arc<Self>, priority: i32) -> Permit {
-        let (tx, rx) = oneshot::channel();
-        let seq = {
-            let mut s = self.lock();
-            if s.running < self.max && s.waiting.is_empty() {
-                s.running += 1;
-                return Permit { gate: self.clone() };
-            }
-            let seq = s.next_seq;
-            s.next_seq += 1;
-            s.waiting.push(Waiter { priority, seq, wake: tx });
-            seq
-        };
-        let mut guard = WaitGuard { gate: self.clone(), seq, rx: Some(rx) };
-        let rx = guard.rx.as_mut().expect("set just above");
-        // The sender lives in the heap until a release pops it, so this only ends by a wake.
-        let _ = rx.await;
-        guard.rx = None;
-        Permit { gate: self.clone() }
-    }
-
-    /// Hand the freed slot to the best waiter, or free it.
-    fn release(&self) {
-        let mut s = self.lock();
-        while let Some(waiter) = s.waiting.pop() {
-            if waiter.wake.send(()).is_ok() {
-                return;
-            }
-        }
-        s.running = s.running.saturating_sub(1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_gate_admits_by_priority_then_age() {
-        let gate = Arc::new(PriorityGate::new(1));
-        let first = gate.acquire(0).await;
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for (name, priority) in [("low", 0), ("high", 5), ("low2", 0)] {
-            let gate = gate.clone();
-            let order = order.clone();
-            tasks.push(tokio::spawn(async move {
-                let _p = gate.acquire(priority).await;
-                order.lock().unwrap().push(name);
-            }));
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(gate.status().queued, 3);
-        drop(first);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(*order.lock().unwrap(), vec!["high", "low", "low2"]);
-        assert_eq!(gate.status(), QueueStatus { queued: 0, running: 0, max_concurrent: 1 });
-    }
-
-    #[tokio::test]
-    async fn a_waiter_that_gives_up_leaves_no_trace() {
-        let gate = Arc::new(PriorityGate::new(1));
-        let first = gate.acquire(0).await;
-        let waiting = {
-            let gate = gate.clone();
-            tokio::spawn(async move {
-                let _p = gate.acquire(0).await;
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(gate.status().queued, 1);
-        waiting.abort();
-        let _ = waiting.await;
-        assert_eq!(gate.status().queued, 0);
-        drop(first);
-        assert_eq!(gate.status().running, 0);
-        let _again = gate.acquire(0).await;
-        assert_eq!(gate.status().running, 1);
     }
 }

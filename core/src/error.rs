@@ -5,7 +5,10 @@
 //! [`Category`], an optional [`Error::hint`] and a retryable flag that the
 //! pipeline's retry loop reads.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use serde::{Deserialize, Serialize};
 
@@ -367,6 +370,29 @@ impl Error {
     }
 }
 
+/// Run `f`; a panic becomes an `internal` error instead of unwinding into the host. (Not
+/// `UnwindSafe`-bound: after a panic the host only gets the error, never the half-updated
+/// state, and every lock the bindings hold is released by then.)
+pub fn catch_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_error(payload.as_ref())))
+}
+
+/// Await `work`; a panic inside it becomes an `internal` error (the pipeline of every build
+/// and the bindings' Promise-backed calls run under this).
+pub async fn catch_panic_async<T>(work: impl std::future::Future<Output = T>) -> Result<T> {
+    AssertUnwindSafe(work).catch_unwind().await.map_err(|payload| panic_error(payload.as_ref()))
+}
+
+/// The `internal` error for a caught panic, with its message.
+pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    Error::Internal(format!("the engine panicked: {message}"))
+}
+
 /// An error as data: what crosses the FFI boundaries and lands in `BuildResult.error`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReport {
@@ -458,6 +484,16 @@ pub const WARNING_CODES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn panics_become_internal_errors() {
+        let err = catch_panic(|| -> Result<()> { panic!("boom {}", 1) }).unwrap_err();
+        assert_eq!(err.code(), "internal");
+        assert!(err.to_string().contains("boom 1"), "{err}");
+        let err = catch_panic(|| -> Result<()> { std::panic::panic_any(7u8) }).unwrap_err();
+        assert!(err.to_string().contains("without a message"), "{err}");
+        assert_eq!(catch_panic(|| Ok(3)).unwrap(), 3);
+    }
 
     #[test]
     fn every_code_is_documented() {

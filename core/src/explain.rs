@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cache::KeyComponents;
 use crate::history::BuildRecord;
-use crate::pipeline::BuildStatus;
+use crate::result::BuildStatus;
 
 /// A value that changed: `before` or `after` is null when it was added or removed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::KeyComponents;
 use crate::error::ErrorReport;
-use crate::pipeline::{BuildStatus, StageTimings};
 use crate::result::CacheOutcome;
+use crate::result::{BuildStatus, StageTimings};
 
 /// One finished build.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

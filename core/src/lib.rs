@@ -13,10 +13,10 @@
 //! optimize → package → cache store → deploy) → history and events; see
 //! `docs/architecture.md`.
 
-pub mod builder;
 pub mod builders;
 pub mod cache;
 pub mod config;
+pub mod context;
 pub mod digest;
 pub mod dircache;
 pub mod doctor;
@@ -30,24 +30,28 @@ pub mod history;
 pub mod output;
 pub mod pipeline;
 pub mod process;
+pub mod queue;
 pub mod result;
 pub mod source;
+pub mod stages;
 pub mod statcache;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
 pub mod toolchain;
 
-pub use builder::{BuildOutput, BuilderRegistry, HostRequirement, PlatformBuilder};
 pub use cache::{CacheBackend, CacheKey, KeyComponents};
 pub use config::{AppConfig, EngineConfig};
+pub use context::{
+    BuildContext, BuildOutput, BuildRequest, BuilderRegistry, Flow, HostRequirement, PlatformBuilder, Services, Stage,
+};
 pub use digest::Digest;
 pub use engine::{BuildHandle, CacheStats, Engine, EngineBuilder, EngineDirs, QueueStatus};
 pub use error::{Category, Error, ErrorReport, Family, Result};
 pub use events::{BuildEvent, EventRecord};
 pub use explain::Explanation;
-pub use pipeline::{BuildContext, BuildRequest, BuildStatus, Flow, Pipeline, Stage};
-pub use result::BuildResult;
+pub use pipeline::Pipeline;
+pub use result::{BuildResult, BuildStatus, StageTimings, Warning};
 pub use source::{SourceSpec, SourceTree};
 pub use store::{ArtifactStore, LocalArtifactStore, Manifest};
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::split_command;
 use crate::error::Category;
 use crate::events::{BuildEvent, EventEmitter, LogStream};
 
@@ -87,18 +88,6 @@ impl ProcessError {
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(self, ProcessError::Failed { retryable: true, .. })
     }
-}
-
-/// Split a command string into argv words with shell-style quoting. No expansion, no operators.
-pub fn split_command(command: &str) -> Result<Vec<String>, String> {
-    let words = shlex::split(command).ok_or_else(|| "unbalanced quotes or a trailing backslash".to_string())?;
-    if words.is_empty() {
-        return Err("expected a command, found an empty string".into());
-    }
-    if words.iter().any(|w| w.contains('\0')) {
-        return Err("contains a NUL character".into());
-    }
-    Ok(words)
 }
 
 /// One command to run.

@@ -1,10 +1,66 @@
-//! What a build returns: one serializable [`BuildResult`], for every outcome.
+//! What a build returns: one serializable [`BuildResult`], for every outcome, and the
+//! outcome types it is made of (status, stage timings, warnings).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::ErrorReport;
-use crate::pipeline::{BuildStatus, StageTimings, Warning};
+
+/// How a build ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStatus {
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+/// Seconds spent in each stage, in the order they ran.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageTimings(pub Vec<(String, f64)>);
+
+impl StageTimings {
+    pub fn record(&mut self, stage: &str, seconds: f64) {
+        match self.0.iter_mut().find(|(s, _)| s == stage) {
+            Some((_, total)) => *total += seconds,
+            None => self.0.push((stage.to_string(), seconds)),
+        }
+    }
+
+    pub fn get(&self, stage: &str) -> Option<f64> {
+        self.0.iter().find(|(s, _)| s == stage).map(|(_, t)| *t)
+    }
+}
+
+impl Serialize for StageTimings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (stage, secs) in &self.0 {
+            map.serialize_entry(stage, secs)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for StageTimings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        // serde_json keeps object order only with a feature; the stage order is recovered
+        // from the pipeline's order where it matters (display), so a map is enough here.
+        let map = BTreeMap::<String, f64>::deserialize(d)?;
+        Ok(StageTimings(map.into_iter().collect()))
+    }
+}
+
+/// A warning raised during a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub code: String,
+    pub message: String,
+}
 
 /// The app a build was for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

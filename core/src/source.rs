@@ -550,7 +550,7 @@ fn hash_files(pending: &[Pending], stat_cache: &StatCache) -> Result<Vec<SourceF
             let known = stat_cache.lookup(&p.rel, &p.meta);
             let hold = known.is_none()
                 && size <= HELD_FILE_BYTES
-                && crate::builders::javascript::validate::is_script(&p.rel)
+                && is_script(&p.rel)
                 && held_total.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size <= HELD_TOTAL_BYTES;
             if let Some(held) = hold.then(|| HELD_BUDGET.take(size)).flatten() {
                 let bytes = Bytes::from(std::fs::read(&p.abs).map_err(read_err)?);
@@ -580,6 +580,14 @@ fn hash_files(pending: &[Pending], stat_cache: &StatCache) -> Result<Vec<SourceF
         })
         .collect::<Result<_, SourceError>>()?;
     Ok(files)
+}
+
+/// Extensions of the files that are scripts (kept in memory by a snapshot, parsed by validation).
+pub const SCRIPT_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx"];
+
+/// Whether a path names a script (by its extension).
+pub fn is_script(path: &str) -> bool {
+    path.rsplit_once('.').is_some_and(|(_, ext)| SCRIPT_EXTENSIONS.contains(&ext))
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::builder::{BuildOutput, PlatformBuilder};
 use crate::config::{APP_CONFIG_FILE, AppType};
+use crate::context::BuildContext;
+use crate::context::{BuildOutput, PlatformBuilder};
 use crate::error::{Error, Result};
-use crate::pipeline::BuildContext;
 use crate::source::SourceTree;
 
 /// Files at the app root that configure the build and are not part of the site.

@@ -12,9 +12,10 @@ mod memory;
 mod readonly;
 mod tiered;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,6 +27,7 @@ pub use self::key::{CacheKey, KeyComponents};
 pub use self::memory::MemoryCache;
 pub use self::readonly::ReadOnlyCache;
 pub use self::tiered::TieredCache;
+use crate::config::EngineConfig;
 use crate::digest::Digest;
 
 /// Errors of cache backends. The pipeline degrades past them with a warning.
@@ -317,4 +319,23 @@ pub(crate) fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::R
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(path, bytes)
+}
+
+/// The cache the config describes: memory over filesystem, read-only if asked.
+pub fn from_config(config: &EngineConfig, cache_dir: &Path) -> Result<Option<Arc<dyn CacheBackend>>, CacheError> {
+    let mut tiers: Vec<Arc<dyn CacheBackend>> = Vec::new();
+    let ttl = Duration::from_secs(config.build_system.cache_ttl);
+    if config.cache.memory.enabled {
+        let memory_ttl = ttl.min(Duration::from_secs(config.cache.memory.ttl));
+        tiers.push(Arc::new(MemoryCache::new(config.cache.memory.max_bytes, memory_ttl)));
+    }
+    if config.cache.filesystem.enabled {
+        tiers.push(Arc::new(FilesystemCache::open(&cache_dir.join("store"), ttl, config.cache.filesystem.max_bytes)?));
+    }
+    let cache: Arc<dyn CacheBackend> = match tiers.len() {
+        0 => return Ok(None),
+        1 => tiers.remove(0),
+        _ => Arc::new(TieredCache::new(tiers)),
+    };
+    Ok(Some(if config.cache.read_only { Arc::new(ReadOnlyCache::new(cache)) } else { cache }))
 }

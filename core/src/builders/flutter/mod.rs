@@ -14,11 +14,11 @@ use async_trait::async_trait;
 pub use command::{FlutterOptions, FlutterVersion, android_platform, build_commands};
 pub use diagnose::{FlutterError, classify_failure};
 
-use crate::builder::{BuildOutput, HostRequirement, PlatformBuilder};
 use crate::builders::javascript::html;
 use crate::config::{AppConfig, AppType, EngineConfig};
+use crate::context::BuildContext;
+use crate::context::{BuildOutput, HostRequirement, PlatformBuilder};
 use crate::error::{BuildError, ProcessError, Result};
-use crate::pipeline::BuildContext;
 use crate::process::CommandSpec;
 
 /// Builds `appType: "flutter"` apps with the `flutter` CLI.

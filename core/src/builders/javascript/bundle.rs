@@ -23,10 +23,9 @@ use oxc::transformer::EngineTargets;
 
 use super::css;
 use super::minify::{ChunkSourceMap, EarlyMinify, Minified, MinifySettings, minify_chunk};
-use super::validate::is_script;
 use crate::config::ModuleFormat;
 use crate::error::{BuildError, Error, Result};
-use crate::source::SourceTree;
+use crate::source::{SourceTree, is_script};
 
 /// File extensions imported as assets: emitted under a hashed name, imported as its URL.
 const ASSET_EXTENSIONS: &[&str] = &[

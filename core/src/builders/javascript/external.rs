@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::bundle::EntryOutput;
 use super::{Entries, css, find_entries, html, write_page};
 use crate::config::{Bundler, ModuleFormat};
+use crate::context::BuildContext;
 use crate::error::{BuildError, Error, ProcessError, Result};
-use crate::pipeline::BuildContext;
 use crate::process::CommandSpec;
 
 fn missing_tool(tool: &str) -> Error {

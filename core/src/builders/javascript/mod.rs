@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use rolldown::Either;
 
-use crate::builder::{BuildOutput, PlatformBuilder};
 use crate::config::{AppConfig, AppType, Bundler, EngineConfig, ModuleFormat, RuleLevel};
+use crate::context::BuildContext;
+use crate::context::{BuildOutput, PlatformBuilder};
 use crate::error::{BuildError, ConfigError, Error, Result};
-use crate::pipeline::BuildContext;
 use crate::source::SourceTree;
 
 /// Versions of the in-process toolchain (they go into the cache key).

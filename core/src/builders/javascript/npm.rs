@@ -7,9 +7,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::cache::CacheKey;
+use crate::context::BuildContext;
 use crate::digest::Digest;
 use crate::error::{DependencyError, Error, ProcessError, Result};
-use crate::pipeline::BuildContext;
 use crate::process::CommandSpec;
 use crate::source::SourceTree;
 

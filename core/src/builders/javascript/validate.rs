@@ -13,14 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RuleLevel;
 use crate::digest::Digest;
-use crate::source::SourceTree;
-
-/// Extensions of the files that are parsed as scripts.
-pub const SCRIPT_EXTENSIONS: &[&str] = &["js", "mjs", "cjs", "jsx", "ts", "mts", "cts", "tsx"];
-
-pub fn is_script(path: &str) -> bool {
-    path.rsplit_once('.').is_some_and(|(_, ext)| SCRIPT_EXTENSIONS.contains(&ext))
-}
+use crate::source::{SourceTree, is_script};
 
 /// A place in a source file, 1-based line and column, with a code frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
