@@ -10,95 +10,12 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use serde::{Deserialize, Serialize};
-
-pub use crate::builders::flutter::FlutterError;
 pub use crate::cache::CacheError;
 pub use crate::config::ConfigError;
 pub use crate::process::ProcessError;
+pub use crate::report::{Category, ErrorCode, ErrorReport, Family};
 pub use crate::source::SourceError;
 pub use crate::store::StoreError;
-
-/// Who has to act on an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Category {
-    /// The app's sources or configuration are wrong: the user fixes them.
-    User,
-    /// A build tool is missing, failed or misbehaved.
-    Toolchain,
-    /// The machine, the network or a storage backend failed.
-    Infrastructure,
-    /// A bug in the engine.
-    Internal,
-}
-
-/// What kind of failure an error code names: the exception class in Python, `family` in C
-/// and Node. Coarser than the code, finer than the [`Category`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    /// Engine or app configuration, or the request itself.
-    Config,
-    /// The app's sources: unreadable, unsafe, invalid or unsupported.
-    Validation,
-    /// npm / pub dependencies could not be resolved or installed.
-    Dependency,
-    /// A build tool is missing, failed to start or failed, or the host cannot build the target.
-    Toolchain,
-    /// The build ran and produced nothing usable.
-    Build,
-    Timeout,
-    Cancelled,
-    /// The cache or the artifact store failed.
-    Storage,
-    /// A bug in the engine (panics included).
-    Internal,
-}
-
-impl Family {
-    /// The family of a stable error code (`internal` for a code this version does not know).
-    pub fn of(code: &str) -> Family {
-        match code {
-            "config_parse_error" | "config_invalid" | "config_read_failed" | "app_config_missing"
-            | "invalid_request" => Family::Config,
-            "validation_failed"
-            | "unresolved_import"
-            | "unsupported_module_type"
-            | "hook_invalid"
-            | "unsupported_app_type"
-            | "unsupported_target"
-            | "platform_disabled" => Family::Validation,
-            c if c.starts_with("source_") => Family::Validation,
-            "registry_unreachable" | "lockfile_mismatch" | "flutter_sdk_version_conflict" => Family::Dependency,
-            c if c.starts_with("dependency_") => Family::Dependency,
-            "toolchain_missing" | "process_spawn_failed" | "process_failed" | "platform_requirement_unmet" => {
-                Family::Toolchain
-            }
-            c if c.starts_with("flutter_") => Family::Toolchain,
-            "build_failed" | "artifact_missing" | "artifact_name_invalid" => Family::Build,
-            "timed_out" | "process_timed_out" => Family::Timeout,
-            "cancelled" => Family::Cancelled,
-            "artifact_store_failed" | "build_io_failed" => Family::Storage,
-            c if c.starts_with("cache_") => Family::Storage,
-            _ => Family::Internal,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Config => "config",
-            Family::Validation => "validation",
-            Family::Dependency => "dependency",
-            Family::Toolchain => "toolchain",
-            Family::Build => "build",
-            Family::Timeout => "timeout",
-            Family::Cancelled => "cancelled",
-            Family::Storage => "storage",
-            Family::Internal => "internal",
-        }
-    }
-}
 
 /// Errors of the build itself (not of its inputs or of the machine).
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +52,7 @@ impl BuildError {
     }
 }
 
-impl BuildError {
+impl ErrorCode for BuildError {
     fn code(&self) -> &'static str {
         match self {
             BuildError::Validation(_) => "validation_failed",
@@ -198,6 +115,20 @@ impl BuildError {
             .to_string(),
         )
     }
+
+    fn family(&self) -> Family {
+        match self {
+            BuildError::Validation(_)
+            | BuildError::UnsupportedAppType(_)
+            | BuildError::UnsupportedTarget { .. }
+            | BuildError::PlatformDisabled { .. }
+            | BuildError::UnresolvedImport { .. }
+            | BuildError::UnsupportedModuleType { .. } => Family::Validation,
+            BuildError::PlatformRequirementUnmet { .. } => Family::Toolchain,
+            BuildError::Failed(_) | BuildError::ArtifactMissing(_) => Family::Build,
+            BuildError::Io { .. } => Family::Storage,
+        }
+    }
 }
 
 /// Errors of dependency installation (npm, pub), classified as the troubleshooting guide does.
@@ -217,7 +148,7 @@ pub enum DependencyError {
     InvalidManifest { file: String, detail: String },
 }
 
-impl DependencyError {
+impl ErrorCode for DependencyError {
     fn code(&self) -> &'static str {
         match self {
             DependencyError::NotFound { .. } => "dependency_not_found",
@@ -254,6 +185,25 @@ impl DependencyError {
             DependencyError::InvalidManifest { .. } => "Check the file's syntax (`jq . package.json`).".into(),
         })
     }
+
+    fn category(&self) -> Category {
+        match self {
+            DependencyError::RegistryUnreachable { .. } => Category::Infrastructure,
+            DependencyError::InstallFailed { .. } => Category::Toolchain,
+            DependencyError::NotFound { .. }
+            | DependencyError::Conflict { .. }
+            | DependencyError::LockfileMismatch { .. }
+            | DependencyError::InvalidManifest { .. } => Category::User,
+        }
+    }
+
+    fn family(&self) -> Family {
+        Family::Dependency
+    }
+
+    fn is_retryable(&self) -> bool {
+        matches!(self, DependencyError::RegistryUnreachable { .. })
+    }
 }
 
 /// The engine's error type.
@@ -273,8 +223,10 @@ pub enum Error {
     Build(#[from] BuildError),
     #[error(transparent)]
     Dependency(#[from] DependencyError),
-    #[error(transparent)]
-    Flutter(#[from] FlutterError),
+    /// A platform builder's own error (for example Flutter's classified failures), with its
+    /// code, family and hint: builders outside this crate bring their own codes this way.
+    #[error("{0}")]
+    Platform(Box<dyn ErrorCode>),
     #[error("the build was cancelled")]
     Cancelled,
     #[error("the build timed out after {}s", .0.as_secs())]
@@ -286,72 +238,76 @@ pub enum Error {
 }
 
 impl Error {
+    /// The module error inside, for the variants that carry one.
+    fn inner(&self) -> Option<&dyn ErrorCode> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Source(e) => Some(e),
+            Error::Cache(e) => Some(e),
+            Error::Store(e) => Some(e),
+            Error::Process(e) => Some(e),
+            Error::Build(e) => Some(e),
+            Error::Dependency(e) => Some(e),
+            Error::Platform(e) => Some(e.as_ref()),
+            Error::Cancelled | Error::TimedOut(_) | Error::InvalidRequest(_) | Error::Internal(_) => None,
+        }
+    }
+
     /// Stable snake_case code, identical in every binding.
     pub fn code(&self) -> &'static str {
+        if let Some(e) = self.inner() {
+            return e.code();
+        }
         match self {
-            Error::Config(e) => e.code(),
-            Error::Source(e) => e.code(),
-            Error::Cache(e) => e.code(),
-            Error::Store(e) => e.code(),
-            Error::Process(e) => e.code(),
-            Error::Build(e) => e.code(),
-            Error::Dependency(e) => e.code(),
-            Error::Flutter(e) => e.code(),
             Error::Cancelled => "cancelled",
             Error::TimedOut(_) => "timed_out",
             Error::InvalidRequest(_) => "invalid_request",
-            Error::Internal(_) => "internal",
+            _ => "internal",
         }
     }
 
     pub fn category(&self) -> Category {
+        if let Some(e) = self.inner() {
+            return e.category();
+        }
         match self {
-            Error::Config(_) | Error::Source(_) | Error::InvalidRequest(_) => Category::User,
-            Error::Cache(_) | Error::Store(_) => Category::Infrastructure,
-            Error::Process(e) => e.category(),
-            Error::Build(e) => e.category(),
-            Error::Dependency(DependencyError::RegistryUnreachable { .. }) => Category::Infrastructure,
-            Error::Dependency(DependencyError::InstallFailed { .. }) => Category::Toolchain,
-            Error::Dependency(_) => Category::User,
-            Error::Flutter(e) => e.category(),
-            Error::Cancelled => Category::User,
+            Error::Cancelled | Error::InvalidRequest(_) => Category::User,
             Error::TimedOut(_) => Category::Infrastructure,
-            Error::Internal(_) => Category::Internal,
+            _ => Category::Internal,
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        if let Some(e) = self.inner() {
+            return e.family();
+        }
+        match self {
+            Error::Cancelled => Family::Cancelled,
+            Error::TimedOut(_) => Family::Timeout,
+            Error::InvalidRequest(_) => Family::Config,
+            _ => Family::Internal,
         }
     }
 
     /// What the user can do about it, from the platform's troubleshooting guide where one applies.
     pub fn hint(&self) -> Option<String> {
+        if let Some(e) = self.inner() {
+            return e.hint();
+        }
         match self {
-            Error::Config(e) => e.hint(),
-            Error::Source(e) => e.hint(),
-            Error::Cache(e) => e.hint(),
-            Error::Store(e) => e.hint(),
-            Error::Process(e) => e.hint(),
-            Error::Build(e) => e.hint(),
-            Error::Dependency(e) => e.hint(),
-            Error::Flutter(e) => e.hint(),
-            Error::Cancelled => None,
             Error::TimedOut(_) => Some(
                 "Check the build worker's resources (CPU with `top`, disk with `df -h`, memory with `free -h`); \
                  enable dependency caching; raise `buildSystem.buildTimeout` if the build is legitimately long."
                     .into(),
             ),
-            Error::InvalidRequest(_) => None,
             Error::Internal(_) => Some("This is a bug in the engine: please report it with the build log.".into()),
+            _ => None,
         }
     }
 
     /// Whether running the failed stage again may succeed (network, busy machine).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::Process(e) => e.is_retryable(),
-            Error::Cache(e) => e.is_retryable(),
-            Error::Store(e) => e.is_retryable(),
-            Error::Dependency(DependencyError::RegistryUnreachable { .. }) => true,
-            Error::Flutter(e) => e.is_retryable(),
-            _ => false,
-        }
+        self.inner().is_some_and(|e| e.is_retryable())
     }
 
     /// The serializable form carried by results, events and bindings.
@@ -359,7 +315,7 @@ impl Error {
         ErrorReport {
             code: self.code().to_string(),
             category: self.category(),
-            family: Family::of(self.code()),
+            family: self.family(),
             message: self.to_string(),
             hint: self.hint(),
         }
@@ -393,25 +349,9 @@ pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> Error {
     Error::Internal(format!("the engine panicked: {message}"))
 }
 
-/// An error as data: what crosses the FFI boundaries and lands in `BuildResult.error`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorReport {
-    pub code: String,
-    pub category: Category,
-    pub family: Family,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
 impl From<Error> for ErrorReport {
     fn from(error: Error) -> Self {
         error.report()
-    }
-}
-
-impl std::fmt::Display for ErrorReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} [{}]", self.message, self.code)
     }
 }
 
@@ -503,17 +443,111 @@ mod tests {
         }
     }
 
+    /// One error of every code the engine can return, built from its enums.
+    fn one_of_each() -> Vec<Error> {
+        use std::path::PathBuf;
+        let io = || std::io::Error::other("x");
+        let (s, d) = (String::new, || String::from("d"));
+        let mut all: Vec<Error> = vec![
+            ConfigError::Parse { file: s(), line: 1, column: 1, message: s() }.into(),
+            ConfigError::Invalid { file: s(), path: s(), message: s() }.into(),
+            ConfigError::Read { path: PathBuf::new(), source: io() }.into(),
+            ConfigError::AppConfigMissing(s()).into(),
+            SourceError::NotFound(PathBuf::new()).into(),
+            SourceError::InvalidPath { path: s(), reason: "r" }.into(),
+            SourceError::DuplicatePath(s()).into(),
+            SourceError::SymlinkEscape { path: s() }.into(),
+            SourceError::FileTooLarge { path: s(), size: 2, limit: 1 }.into(),
+            SourceError::TooManyFiles { limit: 1 }.into(),
+            SourceError::TooLarge { limit: 1 }.into(),
+            SourceError::Read { path: s(), source: io() }.into(),
+            CacheError::io("t", "read", "p", io()).into(),
+            CacheError::InvalidEntry { tier: s(), key: s(), message: s() }.into(),
+            CacheError::ReadOnly(s()).into(),
+            StoreError::Io { op: "w", path: PathBuf::new(), source: io() }.into(),
+            StoreError::InvalidName { what: "app", value: s() }.into(),
+            ProcessError::InvalidCommand { command: s(), message: s() }.into(),
+            ProcessError::ToolchainMissing { program: s() }.into(),
+            ProcessError::OutsideBuildDir(PathBuf::new()).into(),
+            ProcessError::Failed { command: s(), status: s(), stderr_tail: s(), retryable: false }.into(),
+            ProcessError::TimedOut { command: s(), after: Duration::from_secs(1) }.into(),
+            BuildError::Validation(s()).into(),
+            BuildError::UnsupportedAppType(s()).into(),
+            BuildError::UnsupportedTarget { app_type: s(), target: s(), supported: s() }.into(),
+            BuildError::PlatformDisabled { platform: s() }.into(),
+            BuildError::PlatformRequirementUnmet { target: s(), reason: s() }.into(),
+            BuildError::Failed(s()).into(),
+            BuildError::ArtifactMissing(s()).into(),
+            BuildError::UnresolvedImport { specifier: s(), location: s() }.into(),
+            BuildError::UnsupportedModuleType { file: s(), kind: s() }.into(),
+            BuildError::Io { action: s(), source: io() }.into(),
+            DependencyError::NotFound { tool: "npm", detail: d() }.into(),
+            DependencyError::Conflict { tool: "npm", detail: d() }.into(),
+            DependencyError::RegistryUnreachable { tool: "npm", detail: d() }.into(),
+            DependencyError::LockfileMismatch { tool: "npm", detail: d() }.into(),
+            DependencyError::InstallFailed { tool: "npm", detail: d() }.into(),
+            DependencyError::InvalidManifest { file: s(), detail: d() }.into(),
+            Error::Cancelled,
+            Error::TimedOut(Duration::from_secs(1)),
+            Error::InvalidRequest(s()),
+            Error::Internal(s()),
+        ];
+        for stderr in ["Gradle task x failed", "requires SDK version >=9", "canvaskit.wasm failed", "No profiles for x"]
+        {
+            all.push(crate::builders::flutter::classify_failure("flutter build", "1", stderr));
+        }
+        all
+    }
+
     #[test]
-    fn only_internal_falls_into_the_internal_family() {
-        for code in ALL_CODES {
-            assert_eq!(Family::of(code) == Family::Internal, *code == "internal", "{code}");
-        }
-        assert_eq!(Family::of("a_code_from_the_future"), Family::Internal);
+    fn every_code_has_its_family_and_category_in_the_docs() {
         let doc = include_str!("../../docs/errors.md");
+        let errors = one_of_each();
+        let codes: std::collections::HashSet<&str> = errors.iter().map(Error::code).collect();
         for code in ALL_CODES {
-            let row = doc.lines().find(|l| l.starts_with(&format!("| `{code}` |"))).unwrap_or_default();
-            assert!(row.contains(&format!("| {} |", Family::of(code).as_str())), "docs/errors.md: family of {code}");
+            assert!(codes.contains(code), "no error of code {code} in one_of_each()");
         }
+        let mut wrong = Vec::new();
+        for error in &errors {
+            let code = error.code();
+            assert!(ALL_CODES.contains(&code), "{code} is missing from ALL_CODES");
+            let row = doc.lines().find(|l| l.starts_with(&format!("| `{code}` |"))).unwrap_or_default();
+            let family = error.family();
+            assert_eq!(family == Family::Internal, code == "internal", "{code}");
+            let category = serde_json::to_value(error.category()).unwrap();
+            // A row reads `| code | category | family | …`.
+            let expected = format!("| `{code}` | {} | {} |", category.as_str().unwrap(), family.as_str());
+            if !row.starts_with(&expected) {
+                wrong.push(format!("{expected} (docs: {row})"));
+            }
+        }
+        assert!(wrong.is_empty(), "docs/errors.md disagrees with the code:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn a_platform_builders_own_error_keeps_its_code_family_and_hint() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("the widget compiler failed")]
+        struct WidgetError;
+        impl ErrorCode for WidgetError {
+            fn code(&self) -> &'static str {
+                "widget_compile_failed"
+            }
+            fn category(&self) -> Category {
+                Category::Toolchain
+            }
+            fn family(&self) -> Family {
+                Family::Build
+            }
+            fn hint(&self) -> Option<String> {
+                Some("Run the widget compiler by hand.".into())
+            }
+        }
+        let report = Error::Platform(Box::new(WidgetError)).report();
+        assert_eq!(report.code, "widget_compile_failed");
+        assert_eq!(report.family, Family::Build);
+        assert_eq!(report.message, "the widget compiler failed");
+        assert_eq!(report.hint.as_deref(), Some("Run the widget compiler by hand."));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::error::ErrorReport;
+use crate::report::ErrorReport;
 use crate::result::BuildStatus;
 
 /// Which output stream a log line came from.

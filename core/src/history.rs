@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::KeyComponents;
-use crate::error::ErrorReport;
+use crate::report::ErrorReport;
 use crate::result::CacheOutcome;
 use crate::result::{BuildStatus, StageTimings};
 

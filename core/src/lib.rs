@@ -31,6 +31,7 @@ pub mod output;
 pub mod pipeline;
 pub mod process;
 pub mod queue;
+pub mod report;
 pub mod result;
 pub mod source;
 pub mod stages;
@@ -47,7 +48,7 @@ pub use context::{
 };
 pub use digest::Digest;
 pub use engine::{BuildHandle, CacheStats, Engine, EngineBuilder, EngineDirs, QueueStatus};
-pub use error::{Category, Error, ErrorReport, Family, Result};
+pub use error::{Category, Error, ErrorCode, ErrorReport, Family, Result};
 pub use events::{BuildEvent, EventRecord};
 pub use explain::Explanation;
 pub use pipeline::Pipeline;

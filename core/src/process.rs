@@ -15,8 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::split_command;
-use crate::error::Category;
 use crate::events::{BuildEvent, EventEmitter, LogStream};
+use crate::report::Category;
 
 /// Errors of external commands.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +49,8 @@ fn tail_suffix(tail: &str) -> String {
     if tail.is_empty() { String::new() } else { format!(": {tail}") }
 }
 
-impl ProcessError {
-    pub(crate) fn code(&self) -> &'static str {
+impl crate::report::ErrorCode for ProcessError {
+    fn code(&self) -> &'static str {
         match self {
             ProcessError::InvalidCommand { .. } => "hook_invalid",
             ProcessError::ToolchainMissing { .. } => "toolchain_missing",
@@ -60,15 +60,14 @@ impl ProcessError {
         }
     }
 
-    pub(crate) fn category(&self) -> Category {
+    fn category(&self) -> Category {
         match self {
             ProcessError::InvalidCommand { .. } => Category::User,
-            ProcessError::OutsideBuildDir(_) => Category::Internal,
             _ => Category::Toolchain,
         }
     }
 
-    pub(crate) fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             ProcessError::InvalidCommand { .. } => {
                 Some("Hooks are argv words with shell-style quoting; shell operators (; | && >) are not interpreted.".into())
@@ -85,8 +84,20 @@ impl ProcessError {
         }
     }
 
-    pub(crate) fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         matches!(self, ProcessError::Failed { retryable: true, .. })
+    }
+
+    fn family(&self) -> crate::report::Family {
+        use crate::report::Family;
+        match self {
+            ProcessError::InvalidCommand { .. } => Family::Validation,
+            ProcessError::ToolchainMissing { .. }
+            | ProcessError::Spawn { .. }
+            | ProcessError::OutsideBuildDir(_)
+            | ProcessError::Failed { .. } => Family::Toolchain,
+            ProcessError::TimedOut { .. } => Family::Timeout,
+        }
     }
 }
 
@@ -365,6 +376,7 @@ async fn pump<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::ErrorCode;
 
     #[test]
     fn hooks_split_without_a_shell() {

@@ -31,15 +31,15 @@ pub enum StoreError {
     ReservedName(&'static str),
 }
 
-impl StoreError {
-    pub(crate) fn code(&self) -> &'static str {
+impl crate::report::ErrorCode for StoreError {
+    fn code(&self) -> &'static str {
         match self {
             StoreError::Io { .. } => "artifact_store_failed",
             StoreError::InvalidName { .. } | StoreError::ReservedName(_) => "artifact_name_invalid",
         }
     }
 
-    pub(crate) fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             StoreError::Io { .. } => {
                 "Check free space and permissions of the artifacts directory (`storage.artifactsDir`, WORKZ_ARTIFACTS_DIR).".into()
@@ -49,10 +49,26 @@ impl StoreError {
         })
     }
 
-    pub(crate) fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         false
     }
 
+    fn category(&self) -> crate::report::Category {
+        match self {
+            StoreError::Io { .. } => crate::report::Category::Infrastructure,
+            StoreError::InvalidName { .. } | StoreError::ReservedName(_) => crate::report::Category::User,
+        }
+    }
+
+    fn family(&self) -> crate::report::Family {
+        match self {
+            StoreError::Io { .. } => crate::report::Family::Storage,
+            StoreError::InvalidName { .. } | StoreError::ReservedName(_) => crate::report::Family::Build,
+        }
+    }
+}
+
+impl StoreError {
     fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.to_path_buf();
         move |source| StoreError::Io { op, path, source }
@@ -305,6 +321,7 @@ fn list_dirs(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::ErrorCode;
 
     fn id(build: &str) -> ReleaseId {
         ReleaseId { app: "shop".into(), version: "1.0.0".into(), build_id: build.into() }

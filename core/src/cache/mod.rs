@@ -49,8 +49,8 @@ pub enum CacheError {
     InvalidPattern { pattern: String, message: String },
 }
 
-impl CacheError {
-    pub(crate) fn code(&self) -> &'static str {
+impl crate::report::ErrorCode for CacheError {
+    fn code(&self) -> &'static str {
         match self {
             CacheError::Io { .. } => "cache_io_failed",
             CacheError::InvalidEntry { .. } => "cache_entry_invalid",
@@ -59,7 +59,7 @@ impl CacheError {
         }
     }
 
-    pub(crate) fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             CacheError::Io { .. } => {
                 "Check free disk space and permissions of the cache directory (`df -h`); `workz-build cache prune` frees space.".into()
@@ -70,10 +70,30 @@ impl CacheError {
         })
     }
 
-    pub(crate) fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         false
     }
 
+    fn category(&self) -> crate::report::Category {
+        match self {
+            CacheError::InvalidPattern { .. } => crate::report::Category::User,
+            CacheError::Io { .. } | CacheError::InvalidEntry { .. } | CacheError::ReadOnly(_) => {
+                crate::report::Category::Infrastructure
+            }
+        }
+    }
+
+    fn family(&self) -> crate::report::Family {
+        match self {
+            CacheError::InvalidPattern { .. } => crate::report::Family::Config,
+            CacheError::Io { .. } | CacheError::InvalidEntry { .. } | CacheError::ReadOnly(_) => {
+                crate::report::Family::Storage
+            }
+        }
+    }
+}
+
+impl CacheError {
     pub(crate) fn io(tier: &str, op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         CacheError::Io { tier: tier.to_string(), op, path: path.into(), source }
     }

@@ -26,8 +26,8 @@ pub enum ConfigError {
     AppConfigMissing(String),
 }
 
-impl ConfigError {
-    pub(crate) fn code(&self) -> &'static str {
+impl crate::report::ErrorCode for ConfigError {
+    fn code(&self) -> &'static str {
         match self {
             ConfigError::Parse { .. } => "config_parse_error",
             ConfigError::Invalid { .. } => "config_invalid",
@@ -36,7 +36,7 @@ impl ConfigError {
         }
     }
 
-    pub(crate) fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             ConfigError::Parse { .. } => {
                 "Check the JSON syntax (for example with `jq . FILE`): a trailing comma or a missing quote is the usual cause.".into()
@@ -51,6 +51,16 @@ impl ConfigError {
         })
     }
 
+    fn category(&self) -> crate::report::Category {
+        crate::report::Category::User
+    }
+
+    fn family(&self) -> crate::report::Family {
+        crate::report::Family::Config
+    }
+}
+
+impl ConfigError {
     fn invalid(file: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid { file: file.to_string(), path: path.into(), message: message.into() }
     }
@@ -147,6 +157,7 @@ pub use engine::*;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::ErrorCode;
     use std::path::Path;
 
     const DOC_GLOBAL: &str = r#"{

@@ -16,8 +16,8 @@ pub enum FlutterError {
     Signing { detail: String },
 }
 
-impl FlutterError {
-    pub(crate) fn code(&self) -> &'static str {
+impl crate::report::ErrorCode for FlutterError {
+    fn code(&self) -> &'static str {
         match self {
             FlutterError::Gradle { .. } => "flutter_gradle_failed",
             FlutterError::SdkVersion { .. } => "flutter_sdk_version_conflict",
@@ -26,7 +26,7 @@ impl FlutterError {
         }
     }
 
-    pub(crate) fn category(&self) -> Category {
+    fn category(&self) -> Category {
         match self {
             FlutterError::SdkVersion { .. } | FlutterError::Signing { .. } => Category::User,
             FlutterError::Gradle { .. } => Category::Toolchain,
@@ -35,11 +35,11 @@ impl FlutterError {
     }
 
     /// A CanvasKit download can succeed on the next try.
-    pub(crate) fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         matches!(self, FlutterError::CanvasKit { .. })
     }
 
-    pub(crate) fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(
             match self {
                 FlutterError::Gradle { .. } => {
@@ -64,6 +64,22 @@ impl FlutterError {
             }
             .into(),
         )
+    }
+
+    fn family(&self) -> crate::report::Family {
+        match self {
+            FlutterError::SdkVersion { .. } => crate::report::Family::Dependency,
+            FlutterError::Gradle { .. } | FlutterError::CanvasKit { .. } | FlutterError::Signing { .. } => {
+                crate::report::Family::Toolchain
+            }
+        }
+    }
+}
+
+/// A Flutter failure is a platform builder's own error: the core names no builder.
+impl From<FlutterError> for Error {
+    fn from(error: FlutterError) -> Error {
+        Error::Platform(Box::new(error))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod external;
 pub mod html;
 pub mod minify;
 pub mod npm;
+mod plugins;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
