@@ -312,13 +312,7 @@ impl Error {
 
     /// The serializable form carried by results, events and bindings.
     pub fn report(&self) -> ErrorReport {
-        ErrorReport {
-            code: self.code().to_string(),
-            category: self.category(),
-            family: self.family(),
-            message: self.to_string(),
-            hint: self.hint(),
-        }
+        ErrorCode::report(self)
     }
 
     pub(crate) fn internal(message: impl Into<String>) -> Self {
@@ -347,6 +341,25 @@ pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> Error {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into());
     Error::Internal(format!("the engine panicked: {message}"))
+}
+
+/// The engine's error is an [`ErrorCode`] too, so anything that takes one takes it.
+impl ErrorCode for Error {
+    fn code(&self) -> &'static str {
+        Error::code(self)
+    }
+    fn category(&self) -> Category {
+        Error::category(self)
+    }
+    fn family(&self) -> Family {
+        Error::family(self)
+    }
+    fn hint(&self) -> Option<String> {
+        Error::hint(self)
+    }
+    fn is_retryable(&self) -> bool {
+        Error::is_retryable(self)
+    }
 }
 
 impl From<Error> for ErrorReport {
