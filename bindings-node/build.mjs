@@ -21,7 +21,8 @@ const typeDefDir = mkdtempSync(join(tmpdir(), 'workz-napi-types-'))
 // napi-derive writes the type definitions while the macros expand: make sure they do.
 const now = new Date()
 utimesSync(join(here, 'src/lib.rs'), now, now)
-execFileSync('cargo', ['build', '--locked', '-p', 'workz-build-node', ...(release ? ['--release'] : [])], {
+// The test suite's build (not --release) turns the engine's panic point on.
+execFileSync('cargo', ['build', '--locked', '-p', 'workz-build-node', ...(release ? ['--release'] : ['--features', 'test-hooks'])], {
   cwd: here,
   stdio: 'inherit',
   env: { ...process.env, CARGO_TARGET_DIR: targetDir, NAPI_TYPE_DEF_TMP_FOLDER: typeDefDir },

@@ -9,7 +9,7 @@ VENV="${WORKZ_PY_VENV:-$HOME/.cache/workz-build/venv}"
 "$VENV/bin/pip" install -q 'maturin>=1.16,<2' 'pytest>=8'
 DIST="$(mktemp -d)"
 trap 'rm -rf "$DIST"' EXIT
-"$VENV/bin/maturin" build --quiet --profile dev --locked -m "$HERE/Cargo.toml" -o "$DIST" -i "$VENV/bin/python"
+"$VENV/bin/maturin" build --quiet --profile dev --locked --features test-hooks -m "$HERE/Cargo.toml" -o "$DIST" -i "$VENV/bin/python"
 "$VENV/bin/pip" install -q --force-reinstall --no-deps "$DIST"/*.whl
 cd "$HERE/tests"
 "$VENV/bin/python" -m pytest -q "$@"

@@ -30,9 +30,16 @@ pub fn alive(pid: i32) -> bool {
 /// panic inside the engine.
 pub const PANIC_POINT_VAR: &str = "WORKZ_BUILD_TEST_PANIC_AT";
 
-/// Panic here when [`PANIC_POINT_VAR`] names this point. Test-only; an unset variable costs one lookup.
+/// Panic here when [`PANIC_POINT_VAR`] names this point. Only with the `test-hooks` feature,
+/// which only the test suites turn on.
+#[cfg(feature = "test-hooks")]
 pub fn panic_point(name: &str) {
     if std::env::var_os(PANIC_POINT_VAR).is_some_and(|v| v == name) {
         panic!("test panic at {name} ({PANIC_POINT_VAR})");
     }
 }
+
+/// Without the `test-hooks` feature there is no panic point.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn panic_point(_name: &str) {}

@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/workz-build/target}"
-cargo build --locked -p workz-build-c
+cargo build --locked -p workz-build-c --features test-hooks
 
 # The committed header must be what cbindgen makes of the crate now (WORKZ_UPDATE_HEADER=1 rewrites it).
 TOOLS="$HOME/.cache/workz-build/tools"
