@@ -182,11 +182,17 @@ async fn sixty_four_concurrent_builds_share_one_cache() {
     let engine = world.engine();
     let handles: Vec<_> = (0..64).map(|_| engine.submit(BuildRequest::directory(&app), None)).collect();
     let mut keys = std::collections::BTreeSet::new();
+    let mut published = std::collections::BTreeSet::new();
     for handle in handles {
         let result = handle.wait().await;
         assert_succeeded(&result);
         assert_release_intact(&result);
         keys.insert(result.cache.key.clone().unwrap());
+        let artifacts = result.artifacts.as_ref().unwrap();
+        // A build either published its own release or reused the identical latest one.
+        if !artifacts.reused {
+            assert!(published.insert(artifacts.path.clone()), "two builds published {}", artifacts.path);
+        }
     }
     assert_eq!(keys.len(), 1);
     assert_eq!(engine.queue_status().running, 0);
@@ -200,8 +206,14 @@ async fn sixty_four_concurrent_builds_share_one_cache() {
         let blob = cache.get_blob(&file.blake3).await.unwrap().expect("blob present and valid");
         assert_eq!(blob.len() as u64, file.size);
     }
-    let releases = std::fs::read_dir(world.path().join("artifacts/shop/1.2.0")).unwrap().count();
-    assert!((1..=64).contains(&releases), "{releases}");
+    // Exactly the releases the builds say they published are on disk, and the later builds
+    // (once one release was there) reused it instead of publishing copies.
+    let releases: std::collections::BTreeSet<String> = std::fs::read_dir(world.path().join("artifacts/shop/1.2.0"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    assert_eq!(releases, published);
+    assert!(published.len() < 64, "every build published a copy: {}", published.len());
     assert!(world.leftovers().is_empty());
 }
 

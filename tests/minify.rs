@@ -148,8 +148,23 @@ fn a_chunk_minified_while_the_bundler_finishes_it_is_the_same_as_one_minified_af
     let early = EarlyMinify::start(Arc::new(rendered.clone()), &settings(), true).unwrap();
     let changed = finished.replacen("marker7", "marker8", 1);
     assert!(early.finish(Arc::new(Finished(map.clone())), &changed, "chunk.js").is_none());
-    // Dropped unfinished (the bundle failed): the job gives up when it asks for the map.
+    // Dropped unfinished (the bundle failed): the job gives up when it asks for the map, so
+    // its thread ends instead of waiting for ever.
     drop(EarlyMinify::start(Arc::new(rendered.clone()), &settings(), true).unwrap());
+    let minifier_threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter(|t| {
+                let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default();
+                comm.trim() == "workz-minify"
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while minifier_threads() > 0 {
+        assert!(std::time::Instant::now() < deadline, "a dropped early minifier kept its thread");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // Small chunks, and chunks with names still to fill in, are not started early.
     assert!(EarlyMinify::start(Arc::new("export const a = 1;\n".into()), &settings(), true).is_none());
     assert!(

@@ -243,11 +243,19 @@ mod tests {
 
     #[test]
     fn a_panicking_callback_does_not_stop_emission() {
-        let seen = Arc::new(AtomicU64::new(0));
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = calls.clone();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let emitter = EventEmitter::new("b".into(), Some(tx), None, Some(Arc::new(|_| panic!("callback bug"))));
+        let callback = Arc::new(move |_: &EventRecord| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            panic!("callback bug")
+        });
+        let emitter = EventEmitter::new("b".into(), Some(tx), None, Some(callback));
         emitter.emit(BuildEvent::Started);
-        seen.fetch_add(1, Ordering::Relaxed);
+        emitter.emit(BuildEvent::Finished { status: crate::result::BuildStatus::Succeeded, duration: 0.1 });
+        // Both events reached the channel, in order, and the callback was called for each.
         assert_eq!(rx.try_recv().unwrap().event, BuildEvent::Started);
+        assert!(matches!(rx.try_recv().unwrap().event, BuildEvent::Finished { .. }));
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
     }
 }
