@@ -33,6 +33,8 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== cargo test -p workz-build --no-default-features (no JavaScript or Flutter builder compiled in)"
+cargo test -p workz-build --no-default-features --locked
 echo "== C ABI: C program (plain and under valgrind), PHP FFI"
 tests/c/run.sh
 echo "== Python binding: pytest"

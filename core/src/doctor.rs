@@ -74,7 +74,7 @@ fn memory_available() -> Option<u64> {
 /// Look at this worker for the engine `config`.
 pub async fn diagnose(config: &EngineConfig) -> DoctorReport {
     let dirs = EngineDirs::resolve(config);
-    let flutter = crate::builders::FlutterBuilder::program(config);
+    let flutter = config.platforms.flutter_program();
     let state = dirs.cache.clone();
     let cwd = std::env::temp_dir();
     let probes: [(&str, &[&str]); 3] =

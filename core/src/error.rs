@@ -461,6 +461,7 @@ mod tests {
         use std::path::PathBuf;
         let io = || std::io::Error::other("x");
         let (s, d) = (String::new, || String::from("d"));
+        #[cfg_attr(not(feature = "flutter"), allow(unused_mut))]
         let mut all: Vec<Error> = vec![
             ConfigError::Parse { file: s(), line: 1, column: 1, message: s() }.into(),
             ConfigError::Invalid { file: s(), path: s(), message: s() }.into(),
@@ -505,6 +506,7 @@ mod tests {
             Error::InvalidRequest(s()),
             Error::Internal(s()),
         ];
+        #[cfg(feature = "flutter")]
         for stderr in ["Gradle task x failed", "requires SDK version >=9", "canvaskit.wasm failed", "No profiles for x"]
         {
             all.push(crate::builders::flutter::classify_failure("flutter build", "1", stderr));
@@ -518,6 +520,10 @@ mod tests {
         let errors = one_of_each();
         let codes: std::collections::HashSet<&str> = errors.iter().map(Error::code).collect();
         for code in ALL_CODES {
+            // The Flutter builder's own codes exist only when it is compiled in.
+            if cfg!(not(feature = "flutter")) && code.starts_with("flutter_") {
+                continue;
+            }
             assert!(codes.contains(code), "no error of code {code} in one_of_each()");
         }
         let mut wrong = Vec::new();

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use self::fs::FilesystemCache;
+#[cfg(any(feature = "javascript", feature = "flutter"))]
 pub(crate) use self::key::canonical_json;
 pub use self::key::{CacheKey, KeyComponents};
 pub use self::memory::MemoryCache;

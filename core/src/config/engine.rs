@@ -193,6 +193,14 @@ impl Default for PlatformsConfig {
 }
 
 impl PlatformsConfig {
+    /// The `flutter` program: `<flutter.sdkPath>/bin/flutter`, else `flutter` on PATH.
+    pub fn flutter_program(&self) -> String {
+        match &self.flutter.sdk_path {
+            Some(sdk) => sdk.join("bin/flutter").display().to_string(),
+            None => "flutter".into(),
+        }
+    }
+
     /// A platform entry that names only some keys (`{"flutter": {"sdkPath": "..."}}`) changes
     /// only those: the others keep the platform's defaults instead of the empty ones, which
     /// would disable the platform and drop its targets.

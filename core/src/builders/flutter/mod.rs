@@ -14,7 +14,7 @@ use async_trait::async_trait;
 pub use command::{FlutterOptions, FlutterVersion, android_platform, build_commands};
 pub use diagnose::{FlutterError, classify_failure};
 
-use crate::builders::javascript::html;
+use crate::builders::html;
 use crate::config::{AppConfig, AppType, EngineConfig};
 use crate::context::BuildContext;
 use crate::context::{BuildOutput, HostRequirement, PlatformBuilder};
@@ -54,10 +54,7 @@ fn publishes(target: &str, rel: &str) -> bool {
 impl FlutterBuilder {
     /// The `flutter` program: `<platforms.flutter.sdkPath>/bin/flutter`, else `flutter` on PATH.
     pub fn program(config: &EngineConfig) -> String {
-        match &config.platforms.flutter.sdk_path {
-            Some(sdk) => sdk.join("bin/flutter").display().to_string(),
-            None => "flutter".into(),
-        }
+        config.platforms.flutter_program()
     }
 
     /// The SDK's version, from `flutter --version --machine` (remembered per installed binary).

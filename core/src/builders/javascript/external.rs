@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::bundle::EntryOutput;
-use super::{Entries, css, find_entries, html, write_page};
+use super::{Entries, css, find_entries, write_page};
+use crate::builders::html;
 use crate::config::{Bundler, ModuleFormat};
 use crate::context::BuildContext;
 use crate::error::{BuildError, Error, ProcessError, Result};

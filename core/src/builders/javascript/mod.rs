@@ -7,7 +7,6 @@ pub mod assets;
 pub mod bundle;
 pub mod css;
 pub mod external;
-pub mod html;
 pub mod minify;
 pub mod npm;
 mod plugins;
@@ -19,6 +18,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use rolldown::Either;
 
+use crate::builders::html;
 use crate::config::{AppConfig, AppType, Bundler, EngineConfig, ModuleFormat, RuleLevel};
 use crate::context::BuildContext;
 use crate::context::{BuildOutput, PlatformBuilder};

@@ -1,4 +1,5 @@
-//! The app's `index.html` as a template: its local scripts become bundle entries and
+//! An app's pages as templates (shared by the JavaScript builder and Flutter's web
+//! post-processing): the app's `index.html` as a template: its local scripts become bundle entries and
 //! its local stylesheets join the entry's CSS; the built tags are injected in their
 //! place (what HtmlWebpackPlugin did for the platform). An app without one gets a
 //! minimal page.
