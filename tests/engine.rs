@@ -519,7 +519,7 @@ async fn retryable_failures_are_retried_with_backoff() {
         max_running: AtomicUsize::new(0),
         delay: Duration::ZERO,
     });
-    let engine = Engine::builder(world.config()).platform(builder.clone()).build().unwrap();
+    let engine = Engine::setup(world.config()).platform(builder.clone()).build().unwrap();
     let mut handle = engine.submit(BuildRequest::directory(js_app(&world, "flaky")), None);
     let mut events = handle.take_events().unwrap();
     let result = handle.wait().await;
@@ -537,7 +537,7 @@ async fn retryable_failures_are_retried_with_backoff() {
     builder.failures_left.store(10, Ordering::SeqCst);
     let mut config = world.config();
     config.build_system.retry_attempts = 1;
-    let engine = Engine::builder(config).platform(builder).build().unwrap();
+    let engine = Engine::setup(config).platform(builder).build().unwrap();
     let mut request = BuildRequest::directory(js_app(&world, "flaky2"));
     request.force = true;
     let result = engine.build(request).await;
@@ -555,7 +555,7 @@ async fn the_queue_bounds_concurrency_and_reports_depth() {
     });
     let mut config = world.config();
     config.build_system.max_concurrent_builds = 2;
-    let engine = Engine::builder(config).platform(builder.clone()).build().unwrap();
+    let engine = Engine::setup(config).platform(builder.clone()).build().unwrap();
     let handles: Vec<_> =
         (0..6).map(|i| engine.submit(BuildRequest::directory(js_app(&world, &format!("q{i}"))), None)).collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -628,7 +628,7 @@ async fn a_panicking_stage_fails_its_build_as_internal_and_the_engine_goes_on() 
     let world = World::new();
     let mut pipeline = workz_build::Pipeline::standard();
     pipeline.insert_after("validate", Arc::new(PanickingStage));
-    let engine = Engine::builder(world.config()).pipeline(pipeline).build().unwrap();
+    let engine = Engine::setup(world.config()).pipeline(pipeline).build().unwrap();
     let mut handle = engine.submit(BuildRequest::directory(world.static_app("buggy")), None);
     let mut events = handle.take_events().unwrap();
     let result = handle.wait().await;

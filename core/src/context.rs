@@ -94,7 +94,7 @@ pub struct Services {
     pub config: Arc<EngineConfig>,
     pub cache: Option<Arc<dyn CacheBackend>>,
     pub store: Arc<dyn ArtifactStore>,
-    pub builders: Arc<BuilderRegistry>,
+    pub platforms: Arc<PlatformRegistry>,
     /// Where build directories are made.
     pub work_root: PathBuf,
     /// Engine state kept with the cache (history, remembered file digests).
@@ -113,7 +113,7 @@ pub struct BuildContext {
     pub source: Option<Arc<SourceTree>>,
     pub app: Option<AppConfig>,
     pub target: Option<String>,
-    pub builder: Option<Arc<dyn PlatformBuilder>>,
+    pub platform: Option<Arc<dyn PlatformBuilder>>,
     pub dependencies: BTreeMap<String, String>,
     pub components: Option<KeyComponents>,
     pub key: Option<CacheKey>,
@@ -150,7 +150,7 @@ impl BuildContext {
             source: None,
             app: None,
             target: None,
-            builder: None,
+            platform: None,
             dependencies: BTreeMap::new(),
             components: None,
             key: None,
@@ -184,8 +184,8 @@ impl BuildContext {
         self.target.as_deref().ok_or_else(|| Self::missing("the target"))
     }
 
-    pub fn builder(&self) -> Result<Arc<dyn PlatformBuilder>> {
-        self.builder.clone().ok_or_else(|| Self::missing("the builder"))
+    pub fn platform(&self) -> Result<Arc<dyn PlatformBuilder>> {
+        self.platform.clone().ok_or_else(|| Self::missing("the platform builder"))
     }
 
     /// The staging directory the outputs go to (handed out by the artifact store).
@@ -287,7 +287,7 @@ impl BuildContext {
 
     /// The host variables the builder says this target's toolchain needs.
     pub(crate) fn toolchain_env(&self) -> Vec<&'static str> {
-        match (&self.builder, &self.target) {
+        match (&self.platform, &self.target) {
             (Some(builder), Some(target)) => builder.toolchain_env(target),
             _ => Vec::new(),
         }
@@ -398,11 +398,11 @@ pub trait PlatformBuilder: Send + Sync {
 
 /// The builders an engine knows, by app type.
 #[derive(Clone, Default)]
-pub struct BuilderRegistry {
+pub struct PlatformRegistry {
     builders: HashMap<AppType, Arc<dyn PlatformBuilder>>,
 }
 
-impl BuilderRegistry {
+impl PlatformRegistry {
     /// Add or replace the builder for its app type.
     pub fn register(&mut self, builder: Arc<dyn PlatformBuilder>) {
         self.builders.insert(builder.app_type(), builder);

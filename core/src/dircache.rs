@@ -126,7 +126,7 @@ pub async fn restore(
     for f in hit.entry.files.iter().filter(|f| f.content_type == SYMLINK) {
         let link = root.join(&f.path);
         let target = std::fs::read_to_string(&link).unwrap_or_default();
-        let resolved = crate::fsutil::normalize(&link.parent().unwrap_or(root).join(&target));
+        let resolved = crate::files::normalize(&link.parent().unwrap_or(root).join(&target));
         if !resolved.starts_with(confine) {
             let _ = cache.remove_entry(key).await;
             let _ = std::fs::remove_dir_all(root);

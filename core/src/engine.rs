@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::cache::{CacheBackend, PruneReport, TierStats, TierUsage, compile_pattern};
 use crate::config::EngineConfig;
 use crate::context::{BuildContext, BuildRequest, Services};
-use crate::context::{BuilderRegistry, PlatformBuilder};
+use crate::context::{PlatformBuilder, PlatformRegistry};
 use crate::error::{Error, Result};
 use crate::events::{BuildEvent, EventCallback, EventEmitter, EventRecord};
 use crate::explain::Explanation;
@@ -122,18 +122,18 @@ pub struct Engine {
 }
 
 /// Sets up an [`Engine`] with custom builders, cache, store or stages.
-pub struct EngineBuilder {
+pub struct EngineSetup {
     config: EngineConfig,
-    builders: BuilderRegistry,
+    platforms: PlatformRegistry,
     cache: Option<Option<Arc<dyn CacheBackend>>>,
     store: Option<Arc<dyn ArtifactStore>>,
     pipeline: Pipeline,
 }
 
-impl EngineBuilder {
+impl EngineSetup {
     /// Add or replace the builder for an app type.
     pub fn platform(mut self, builder: Arc<dyn PlatformBuilder>) -> Self {
-        self.builders.register(builder);
+        self.platforms.register(builder);
         self
     }
 
@@ -182,7 +182,7 @@ impl EngineBuilder {
                 config: config.clone(),
                 cache,
                 store,
-                builders: Arc::new(self.builders),
+                platforms: Arc::new(self.platforms),
                 work_root: dirs.work.clone(),
                 state_dir: dirs.cache.clone(),
             },
@@ -265,13 +265,13 @@ impl BuildHandle {
 impl Engine {
     /// An engine with the built-in builders and the cache and store the config describes.
     pub fn new(config: EngineConfig) -> Result<Engine> {
-        Engine::builder(config).build()
+        Engine::setup(config).build()
     }
 
-    pub fn builder(config: EngineConfig) -> EngineBuilder {
-        EngineBuilder {
+    pub fn setup(config: EngineConfig) -> EngineSetup {
+        EngineSetup {
             config,
-            builders: BuilderRegistry::with_defaults(),
+            platforms: PlatformRegistry::with_defaults(),
             cache: None,
             store: None,
             pipeline: Pipeline::standard(),

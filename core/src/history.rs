@@ -74,10 +74,10 @@ impl BuildHistory {
             let keyed = self.components_path(key);
             if !keyed.exists() {
                 let json = serde_json::to_vec(components).map_err(std::io::Error::other)?;
-                crate::fsutil::write_atomic(&keyed, &json)?;
+                crate::files::write_atomic(&keyed, &json)?;
             }
             let json = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-            crate::fsutil::write_atomic(&self.last_path(app, target), &json)?;
+            crate::files::write_atomic(&self.last_path(app, target), &json)?;
         }
         Ok(())
     }

@@ -25,7 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod explain;
-pub mod fsutil;
+pub mod files;
 pub mod history;
 pub mod output;
 pub mod pipeline;
@@ -44,10 +44,10 @@ pub mod toolchain;
 pub use cache::{CacheBackend, CacheKey, KeyComponents};
 pub use config::{AppConfig, EngineConfig};
 pub use context::{
-    BuildContext, BuildOutput, BuildRequest, BuilderRegistry, Flow, HostRequirement, PlatformBuilder, Services, Stage,
+    BuildContext, BuildOutput, BuildRequest, Flow, HostRequirement, PlatformBuilder, PlatformRegistry, Services, Stage,
 };
 pub use digest::Digest;
-pub use engine::{BuildHandle, CacheStats, Engine, EngineBuilder, EngineDirs, QueueStatus};
+pub use engine::{BuildHandle, CacheStats, Engine, EngineDirs, EngineSetup, QueueStatus};
 pub use error::{Category, Error, ErrorCode, ErrorReport, Family, Result};
 pub use events::{BuildEvent, EventRecord};
 pub use explain::Explanation;

@@ -90,7 +90,7 @@ impl StatCache {
             text.push_str(&format!("{} {} {} {} {rel}\n", digest, stamp.size, stamp.mtime_ns, stamp.inode));
         }
         // Best effort: a cache that cannot be written only costs re-reading next time.
-        let _ = crate::fsutil::write_atomic(file, text.as_bytes());
+        let _ = crate::files::write_atomic(file, text.as_bytes());
     }
 }
 

@@ -85,7 +85,7 @@ pub async fn versions(state_dir: &Path, cwd: &Path, tools: &[(&str, &[&str])]) -
     }
     if changed && let Ok(json) = serde_json::to_vec(&remembered) {
         // Best effort: a lost write only means probing again.
-        let _ = crate::fsutil::write_atomic(&file, &json);
+        let _ = crate::files::write_atomic(&file, &json);
     }
     out
 }

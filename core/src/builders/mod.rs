@@ -15,7 +15,7 @@ pub use flutter::FlutterBuilder;
 pub use javascript::JavascriptBuilder;
 pub use static_site::StaticSiteBuilder;
 
-impl crate::context::BuilderRegistry {
+impl crate::context::PlatformRegistry {
     /// The builders that ship with the engine (those compiled in).
     pub fn with_defaults() -> Self {
         let mut registry = Self::default();

@@ -40,7 +40,7 @@ impl Stage for BuildStage {
         ctx.ensure_output_dir().await?;
         let hooks = ctx.app()?.hooks.clone();
         Self::run_hooks(ctx, "preBuild", &hooks.pre_build).await?;
-        let builder = ctx.builder()?;
+        let builder = ctx.platform()?;
         let output = builder.build(ctx).await?;
         ctx.entry_point = output.entry_point;
         ctx.artifact_type = Some(builder.artifact_type(ctx.target()?));

@@ -22,7 +22,7 @@ fn normalized_config(ctx: &BuildContext) -> Result<serde_json::Value> {
 
 /// Compute the cache key components of the context's build.
 pub async fn key_components(ctx: &BuildContext) -> Result<KeyComponents> {
-    let builder = ctx.builder()?;
+    let builder = ctx.platform()?;
     let app = ctx.app()?;
     let toolchain_env = ctx.toolchain_env();
     let env = ctx

@@ -15,7 +15,7 @@ impl Stage for DependenciesStage {
     }
 
     async fn run(&self, ctx: &mut BuildContext) -> Result<Flow> {
-        let builder = ctx.builder()?;
+        let builder = ctx.platform()?;
         ctx.dependencies = builder.resolve_dependencies(ctx).await?;
         Ok(Flow::Continue)
     }

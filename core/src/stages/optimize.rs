@@ -19,7 +19,7 @@ impl Stage for OptimizeStage {
     }
 
     async fn run(&self, ctx: &mut BuildContext) -> Result<Flow> {
-        let builder = ctx.builder()?;
+        let builder = ctx.platform()?;
         builder.optimize(ctx).await?;
         let compression = ctx.config.optimization.compression;
         let out = ctx.output_dir()?.to_path_buf();

@@ -56,7 +56,7 @@ impl Stage for ValidateStage {
         if !platform.enabled {
             return Err(BuildError::PlatformDisabled { platform: app.app_type.to_string() }.into());
         }
-        let builder = ctx.services.builders.get(app.app_type)?;
+        let builder = ctx.services.platforms.get(app.app_type)?;
         let target = ctx
             .request
             .target
@@ -81,7 +81,7 @@ impl Stage for ValidateStage {
             }
         }
         ctx.app = Some(app);
-        ctx.builder = Some(builder.clone());
+        ctx.platform = Some(builder.clone());
         builder.validate(ctx).await?;
         Ok(Flow::Continue)
     }

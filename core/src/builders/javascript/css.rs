@@ -19,7 +19,7 @@ use lightningcss::visitor::{Visit, VisitTypes, Visitor};
 use crate::config::EsTarget;
 use crate::digest::Digest;
 use crate::error::{BuildError, Error, Result};
-use crate::fsutil::normalize;
+use crate::files::normalize;
 
 /// Browser versions that support each ES level, for CSS prefixing when no browserslist query is set.
 pub fn browsers_for(target: EsTarget) -> Option<Browsers> {

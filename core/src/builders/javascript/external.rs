@@ -165,7 +165,7 @@ fn esbuild_entries(meta: &Path, dir: &Path, out: &Path, entries: &Entries) -> Re
         .ok_or_else(|| BuildError::ArtifactMissing("esbuild wrote no metafile".into()))?;
     let outputs = json.get("outputs").and_then(Value::as_object).cloned().unwrap_or_default();
     let rel_out = |p: &str| -> String {
-        let abs = if Path::new(p).is_absolute() { PathBuf::from(p) } else { crate::fsutil::normalize(&dir.join(p)) };
+        let abs = if Path::new(p).is_absolute() { PathBuf::from(p) } else { crate::files::normalize(&dir.join(p)) };
         abs.strip_prefix(out).map(|r| r.display().to_string()).unwrap_or_else(|_| p.to_string())
     };
     let mut built = Vec::new();

@@ -136,7 +136,7 @@ impl Plugin for ScriptUrls {
         }
         let Some(importer) = args.importer else { return Ok(None) };
         let base = Path::new(importer.split(['?', '#']).next().unwrap_or(importer)).parent().unwrap_or(&self.spec.root);
-        let path = crate::fsutil::normalize(&base.join(args.specifier.split(['?', '#']).next().unwrap_or_default()));
+        let path = crate::files::normalize(&base.join(args.specifier.split(['?', '#']).next().unwrap_or_default()));
         if !path.is_file() {
             return Ok(None); // rolldown reports it as unresolved
         }
@@ -245,7 +245,7 @@ impl SourceGuard {
         if id.starts_with('\0') || !Path::new(path).is_absolute() {
             return Ok(None); // the bundler's own virtual modules
         }
-        let path = crate::fsutil::normalize(Path::new(path));
+        let path = crate::files::normalize(Path::new(path));
         let Ok(rel) = path.strip_prefix(&self.root) else {
             return Err(format!("{} is outside the app: a build reads only the app's own files", path.display()));
         };

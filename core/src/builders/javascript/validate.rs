@@ -357,7 +357,7 @@ impl CleanSet {
             text.push_str(&key.to_hex());
             text.push('\n');
         }
-        let _ = crate::fsutil::write_atomic(&self.file, text.as_bytes());
+        let _ = crate::files::write_atomic(&self.file, text.as_bytes());
     }
 }
 

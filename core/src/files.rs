@@ -1,4 +1,5 @@
-//! Small file-system helpers shared across the engine.
+//! Files the engine writes and paths it compares, handled the same way everywhere: atomic
+//! replacement (temp file + rename) and lexical normalisation.
 
 use std::path::{Component, Path, PathBuf};
 
