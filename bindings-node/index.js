@@ -116,7 +116,14 @@ class Build {
     const result = JSON.parse(await call(() => this._native.wait()))
     if (result.artifacts) lazyFiles(result.artifacts, this._native)
     if (check && result.status !== 'succeeded') {
-      const report = JSON.parse(native.failureOfResult(JSON.stringify(result)))
+      // Every result that did not succeed carries its error (the engine guarantees it).
+      const report = result.error ?? {
+        code: 'internal',
+        family: 'internal',
+        category: 'internal',
+        message: `the build ended ${result.status} without an error`,
+        hint: null,
+      }
       throw new WorkzBuildError(report, result)
     }
     return result

@@ -37,9 +37,6 @@ export declare class Engine {
 /** The ABI version of the binding. */
 export declare function abiVersion(): number
 
-/** The error of a result JSON's build when it did not succeed, as the JSON of its report ("" if it succeeded). */
-export declare function failureOfResult(resultJson: string): string
-
 /** The environment variable of the engine's test-only panic hook. */
 export declare function panicPointVar(): string
 

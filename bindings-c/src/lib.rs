@@ -26,8 +26,8 @@ use workz::{BuildResult, Engine, Error, ErrorReport, EventRecord};
 /// What an exported body returns: its error as the report that becomes a `wz_error`.
 type Result<T> = std::result::Result<T, ErrorReport>;
 
-/// The ABI version: bumped on any incompatible change to this header.
-const ABI_VERSION: u32 = 1;
+/// The ABI version (the header's WZ_ABI_VERSION, checked by a unit test).
+const ABI_VERSION: u32 = workz::embed::ABI_VERSION;
 
 /// An engine. Thread-safe: one engine may be used from several threads at once.
 pub struct wz_engine {
@@ -143,7 +143,7 @@ unsafe fn build_ref<'a>(build: *const wz_build) -> Result<&'a wz_build> {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<CString> {
-    serde_json::to_string(value).map(cstring).map_err(|e| Error::Internal(format!("serialising: {e}")).report())
+    workz::embed::to_json(value).map(cstring).map_err(|e| e.report())
 }
 
 /// Hands events to a C callback.

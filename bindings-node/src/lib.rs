@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use napi::bindgen_prelude::{Buffer, Either, Object};
 use napi::{Env, JsDeferred};
 use napi_derive::napi;
-use workz::embed::{SharedBuild, catch_panic, catch_panic_async, failure_of, request_from_json};
+use workz::embed::{SharedBuild, catch_panic, catch_panic_async, request_with_files};
 use workz::engine::runtime;
-use workz::source::{FileBytes, SourceSpec};
-use workz::{BuildRequest, BuildResult, Error, ErrorReport};
+use workz::{BuildRequest, ErrorReport};
 
 /// A JS error carrying the engine's report as JSON in its message; `index.js` turns it into
 /// an `Error` with `code`, `family` and `hint`.
@@ -29,28 +28,23 @@ fn guarded<T>(body: impl FnOnce() -> Result<T, ErrorReport>) -> napi::Result<T> 
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ErrorReport> {
-    serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialising: {e}")).report())
+    workz::embed::to_json(value).map_err(|e| e.report())
 }
 
 fn request(
     request_json: &str,
     files: Option<BTreeMap<String, Either<String, Buffer>>>,
 ) -> Result<BuildRequest, ErrorReport> {
-    let mut request = request_from_json(request_json)?;
-    if let Some(files) = files {
-        let map = files
-            .into_iter()
-            .map(|(path, contents)| {
-                let bytes = match contents {
-                    Either::A(text) => text.into_bytes(),
-                    Either::B(buffer) => buffer.to_vec(),
-                };
-                (path, FileBytes(bytes.into()))
-            })
-            .collect();
-        request.source = SourceSpec::Files(map);
-    }
-    Ok(request)
+    let files = files.map(|files| {
+        files.into_iter().map(|(path, contents)| {
+            let bytes = match contents {
+                Either::A(text) => text.into_bytes(),
+                Either::B(buffer) => buffer.to_vec(),
+            };
+            (path, bytes)
+        })
+    });
+    request_with_files(request_json, files).map_err(|e| e.report())
 }
 
 /// A Promise settled with `work`'s output, run on the engine's runtime.
@@ -179,16 +173,6 @@ impl Build {
     }
 }
 
-/// The error of a result JSON's build when it did not succeed, as the JSON of its report ("" if it succeeded).
-#[napi]
-pub fn failure_of_result(result_json: String) -> napi::Result<String> {
-    guarded(|| {
-        let result: BuildResult =
-            serde_json::from_str(&result_json).map_err(|e| Error::InvalidRequest(e.to_string()).report())?;
-        Ok(failure_of(&result).map(|r| to_json(&r)).transpose()?.unwrap_or_default())
-    })
-}
-
 /// The engine's version.
 #[napi]
 pub fn version() -> String {
@@ -198,7 +182,7 @@ pub fn version() -> String {
 /// The ABI version of the binding.
 #[napi]
 pub fn abi_version() -> u32 {
-    1
+    workz::embed::ABI_VERSION
 }
 
 /// The environment variable of the engine's test-only panic hook.

@@ -4,14 +4,12 @@
 
 mod error;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use workz::embed::{SharedBuild, catch_panic, failure_of, request_from_json};
+use workz::embed::{SharedBuild, catch_panic, failure_of, request_with_files};
 use workz::engine::{block_on, runtime};
-use workz::source::{FileBytes, SourceSpec};
 use workz::{BuildRequest, BuildResult, Error, ErrorReport};
 
 use crate::error::to_py_err;
@@ -26,7 +24,7 @@ fn guarded<T>(body: impl FnOnce() -> Result<T, ErrorReport>) -> PyResult<T> {
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ErrorReport> {
-    serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialising: {e}")).report())
+    workz::embed::to_json(value).map_err(|e| e.report())
 }
 
 fn invalid(message: String) -> ErrorReport {
@@ -35,23 +33,25 @@ fn invalid(message: String) -> ErrorReport {
 
 /// A request from its JSON, with in-memory sources (`path -> bytes | str`) when given.
 fn request(request_json: &str, files: Option<&Bound<'_, PyDict>>) -> Result<BuildRequest, ErrorReport> {
-    let mut request = request_from_json(request_json)?;
-    if let Some(files) = files {
-        let mut map = BTreeMap::new();
-        for (path, contents) in files.iter() {
-            let path: String = path.extract().map_err(|_| invalid("source file paths must be str".into()))?;
-            let bytes = if let Ok(bytes) = contents.cast::<PyBytes>() {
-                bytes.as_bytes().to_vec()
-            } else if let Ok(text) = contents.extract::<String>() {
-                text.into_bytes()
-            } else {
-                return Err(invalid(format!("the contents of {path} must be bytes or str")));
-            };
-            map.insert(path, FileBytes(bytes.into()));
+    let files = match files {
+        None => None,
+        Some(files) => {
+            let mut map = Vec::new();
+            for (path, contents) in files.iter() {
+                let path: String = path.extract().map_err(|_| invalid("source file paths must be str".into()))?;
+                let bytes = if let Ok(bytes) = contents.cast::<PyBytes>() {
+                    bytes.as_bytes().to_vec()
+                } else if let Ok(text) = contents.extract::<String>() {
+                    text.into_bytes()
+                } else {
+                    return Err(invalid(format!("the contents of {path} must be bytes or str")));
+                };
+                map.push((path, bytes));
+            }
+            Some(map)
         }
-        request.source = SourceSpec::Files(map);
-    }
-    Ok(request)
+    };
+    request_with_files(request_json, files).map_err(|e| e.report())
 }
 
 /// The engine; safe to share between Python threads.
@@ -192,7 +192,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Build>()?;
     m.add_class::<ArtifactFiles>()?;
     m.add("__version__", workz::VERSION)?;
-    m.add("ABI_VERSION", 1u32)?;
+    m.add("ABI_VERSION", workz::embed::ABI_VERSION)?;
     m.add("PANIC_POINT_VAR", workz::testing::PANIC_POINT_VAR)?;
     error::register(m)
 }

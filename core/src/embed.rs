@@ -15,6 +15,7 @@ pub use crate::error::{catch_panic, catch_panic_async, panic_error};
 use crate::events::EventRecord;
 use crate::result::BuildResult;
 use crate::result::BuildStatus;
+use crate::source::{FileBytes, SourceSpec};
 
 /// An engine from an engine config document; empty (or only whitespace) means the
 /// embedded defaults. Unknown keys are logged, as the CLI warns of them.
@@ -24,6 +25,29 @@ pub fn engine_from_json(config_json: &str) -> Result<Engine> {
         tracing::warn!("engine config: unknown key {key} ignored");
     }
     Engine::new(parsed.value)
+}
+
+/// The version of what crosses to the hosts (the C header's `WZ_ABI_VERSION`, Python's
+/// `ABI_VERSION`, Node's `abiVersion()`): bumped on any incompatible change.
+pub const ABI_VERSION: u32 = 1;
+
+/// A value as the JSON text a host receives.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialising: {e}")))
+}
+
+/// A request from its JSON; with `files`, its source is those in-memory files (path → bytes),
+/// as a host that holds an app's files passes them.
+pub fn request_with_files(
+    request_json: &str,
+    files: Option<impl IntoIterator<Item = (String, Vec<u8>)>>,
+) -> Result<BuildRequest> {
+    let mut request = request_from_json(request_json)?;
+    if let Some(files) = files {
+        let map = files.into_iter().map(|(path, bytes)| (path, FileBytes(bytes.into()))).collect();
+        request.source = SourceSpec::Files(map);
+    }
+    Ok(request)
 }
 
 /// A build request from JSON (`{"source": {"directory": "..."}, "target": "web", ...}`).
