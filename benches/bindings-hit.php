@@ -17,6 +17,8 @@ $build = function () use ($ffi, $engine, $request) {
     return $result;
 };
 $build();
+// The cold build: the release was just published, so its files are younger than the stat cache trusts (2 s): wait that out, as a real rebuild would.
+usleep(2500000);
 $times = [];
 for ($i = 0; $i < (int)$runs; $i++) {
     $start = hrtime(true);
