@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Source hashing of a 10,000-file / 200 MB tree: `workz-build sources` (walk + BLAKE3 of every
-# file, no remembered digests) against `b3sum` over the same files, side by side in one run.
+# file, no remembered digests) against `b3sum` over the same files, side by side in one run:
+# b3sum as one process, and b3sum given every core (`xargs -P <cores>`), which is what a
+# user who wants it fast runs. The files are `.js`: scripts, which a build keeps in memory
+# and a hash-only pass must not.
 source "$(dirname "$0")/common.sh"
 command -v b3sum >/dev/null || cargo install --locked --root "$TOOLS" b3sum >&2
 
@@ -28,22 +31,27 @@ files=$(tr -cd '\0' < "$WORK/tree-10k.list" | wc -c)
 bytes=$(du -sb --exclude=.complete "$TREE" | cut -f1)
 cat "$WORK/tree-10k.list" | (cd "$TREE" && xargs -0 cat > /dev/null)  # warm the page cache
 
+cores=$(nproc)
+per=$(( (files + cores - 1) / cores ))
 hyperfine --warmup 2 --runs 10 --export-json "$WORK/hash.json" \
   -n workz-build "$WORKZ sources $TREE > /dev/null" \
-  -n b3sum "cd $TREE && xargs -0 -a $WORK/tree-10k.list b3sum > /dev/null" >&2
+  -n b3sum "cd $TREE && xargs -0 -a $WORK/tree-10k.list b3sum > /dev/null" \
+  -n "b3sum x$cores" "cd $TREE && xargs -0 -P $cores -n $per -a $WORK/tree-10k.list b3sum > /dev/null" >&2
 
 ours=$(median_ms "$WORK/hash.json" 0)
 theirs=$(median_ms "$WORK/hash.json" 1)
+parallel=$(median_ms "$WORK/hash.json" 2)
 rss_ours=$(peak_rss_mb "$WORKZ" sources "$TREE")
 rss_theirs=$(cd "$TREE" && peak_rss_mb xargs -0 -a "$WORK/tree-10k.list" b3sum)
-python3 - "$files" "$bytes" "$ours" "$theirs" "$rss_ours" "$rss_theirs" <<'PY'
+python3 - "$files" "$bytes" "$ours" "$theirs" "$parallel" "$rss_ours" "$rss_theirs" "$cores" <<'PY'
 import sys
-files, size, ours, theirs, rss_ours, rss_theirs = sys.argv[1:]
+files, size, ours, theirs, parallel, rss_ours, rss_theirs, cores = sys.argv[1:]
 mb = int(size) / 1e6
-print(f"source hashing, {files} files, {mb:.0f} MB (median of 10, warm page cache, {__import__('os').cpu_count()} cores)")
+print(f"source hashing, {files} files, {mb:.0f} MB (median of 10, warm page cache, {cores} cores)")
 print(f"| tool | median | throughput | peak RSS |")
 print(f"| --- | --- | --- | --- |")
 print(f"| workz-build sources | {ours} ms | {mb / (float(ours) / 1000):.0f} MB/s | {rss_ours} MB |")
-print(f"| b3sum | {theirs} ms | {mb / (float(theirs) / 1000):.0f} MB/s | {rss_theirs} MB |")
-print(f"throughput ratio workz-build / b3sum: {float(theirs) / float(ours):.2f}x (goal >= 0.8x)")
+print(f"| b3sum (one process) | {theirs} ms | {mb / (float(theirs) / 1000):.0f} MB/s | {rss_theirs} MB |")
+print(f"| b3sum x{cores} (xargs -P {cores}) | {parallel} ms | {mb / (float(parallel) / 1000):.0f} MB/s | {rss_theirs} MB each |")
+print(f"workz-build vs parallel b3sum: {float(parallel) / float(ours):.2f}x (goal >= 1.0x at <= 32 MB peak RSS)")
 PY

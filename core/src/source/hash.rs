@@ -72,8 +72,13 @@ pub(super) struct Pending {
     pub(super) abs: PathBuf,
 }
 
-/// Hash files in parallel, in the order given, skipping those whose stat the cache remembers.
-pub(super) fn hash_files(pending: &[Pending], stat_cache: &StatCache) -> Result<Vec<SourceFile>, SourceError> {
+/// Hash files in parallel, in the order given, skipping those whose stat the cache remembers;
+/// with `keep_scripts`, scripts read for hashing are kept (within the budgets).
+pub(super) fn hash_files(
+    pending: &[Pending],
+    stat_cache: &StatCache,
+    keep_scripts: bool,
+) -> Result<Vec<SourceFile>, SourceError> {
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -84,7 +89,8 @@ pub(super) fn hash_files(pending: &[Pending], stat_cache: &StatCache) -> Result<
             let read_err = |source| SourceError::Read { path: p.rel.clone(), source };
             let size = p.meta.len();
             let known = stat_cache.lookup(&p.rel, &p.meta);
-            let hold = known.is_none()
+            let hold = keep_scripts
+                && known.is_none()
                 && size <= HELD_FILE_BYTES
                 && is_script(&p.rel)
                 && held_total.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size <= HELD_TOTAL_BYTES;

@@ -204,16 +204,18 @@ impl SourceTree {
         stat_dir: Option<&Path>,
     ) -> Result<SourceTree, SourceError> {
         match spec {
-            SourceSpec::Directory(dir) => SourceTree::snapshot(dir, limits, rules, stat_dir),
+            // A build's intake keeps the scripts it reads: validation and the bundler use them.
+            SourceSpec::Directory(dir) => SourceTree::snapshot(dir, limits, rules, stat_dir, true),
             SourceSpec::Files(files) => {
                 SourceTree::from_memory(files.iter().map(|(p, b)| (p.clone(), b.0.clone())), limits)
             }
         }
     }
 
-    /// Snapshot a directory, leaving out ignored files and `source.exclude` patterns.
+    /// Snapshot a directory, leaving out ignored files and `source.exclude` patterns. Files
+    /// are hashed, not kept: what a caller reads later comes from the disk, checked.
     pub fn from_dir(root: &Path, limits: &LimitsConfig, rules: &SourceConfig) -> Result<SourceTree, SourceError> {
-        SourceTree::snapshot(root, limits, rules, None)
+        SourceTree::snapshot(root, limits, rules, None, false)
     }
 
     fn snapshot(
@@ -221,6 +223,7 @@ impl SourceTree {
         limits: &LimitsConfig,
         rules: &SourceConfig,
         stat_dir: Option<&Path>,
+        keep_scripts: bool,
     ) -> Result<SourceTree, SourceError> {
         if !root.is_dir() {
             return Err(SourceError::NotFound(root.to_path_buf()));
@@ -317,7 +320,7 @@ impl SourceTree {
             Some(dir) => StatCache::load(dir, &canonical_root),
             None => StatCache::disabled(),
         };
-        let files = hash_files(&pending, &stat_cache)?;
+        let files = hash_files(&pending, &stat_cache, keep_scripts)?;
         if stat_dir.is_some() {
             for (file, p) in files.iter().zip(&pending) {
                 stat_cache.record(&file.path, &p.meta, file.digest);
