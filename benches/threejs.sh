@@ -29,6 +29,10 @@ module.exports = {
   performance: { hints: false },
 };
 JS
+# webpack runs babel's preset-env for the "defaults" browsers (the platform document's
+# toolchain transpiles); the engine and esbuild target esnext, so webpack also does the
+# lowering work the others skip. Its time is the platform's old pipeline, not a like-for-like
+# bundler race.
 # three.js compiles node shaders with `new Function`: the app switches that rule off, as a user would.
 cat > "$APP/workz.json" <<'JSON'
 { "name": "three10", "appType": "javascript",
