@@ -9,11 +9,13 @@ pub mod css;
 pub mod external;
 pub mod minify;
 pub mod npm;
+mod options;
 mod plugins;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rolldown::Either;
@@ -179,7 +181,7 @@ impl JavascriptBuilder {
         ctx: &mut BuildContext,
         dir: &Path,
         entries: &Entries,
-        snapshot: Option<std::sync::Arc<SourceTree>>,
+        snapshot: Option<Arc<SourceTree>>,
     ) -> Result<()> {
         let app = ctx.app()?.clone();
         let out = ctx.output_dir()?.to_path_buf();
@@ -243,7 +245,7 @@ async fn write_stylesheet(
     out: &Path,
     base: &str,
     inputs: Vec<PathBuf>,
-    compiled: &HashMap<PathBuf, String>,
+    compiled: &Arc<HashMap<PathBuf, String>>,
     browsers: Option<lightningcss::targets::Browsers>,
     minify: bool,
 ) -> Result<String> {
@@ -264,7 +266,7 @@ pub async fn write_page(
     dir: &Path,
     entries: &Entries,
     built: &[bundle::EntryOutput],
-    compiled_css: &HashMap<PathBuf, String>,
+    compiled_css: &Arc<HashMap<PathBuf, String>>,
     browsers: Option<lightningcss::targets::Browsers>,
 ) -> Result<()> {
     let app = ctx.app()?.clone();
@@ -326,7 +328,7 @@ pub async fn write_page(
     }
     // public/ comes from the checked snapshot, or from the build directory when hooks ran there.
     let tree = match ctx.materialized_build_dir() {
-        Some(build_dir) => std::sync::Arc::new(SourceTree::from_dir(
+        Some(build_dir) => Arc::new(SourceTree::from_dir(
             build_dir,
             &ctx.config.limits,
             &crate::config::SourceConfig { exclude: vec![], respect_gitignore: false },

@@ -17,9 +17,9 @@ use rolldown::{CodeSplittingMode, InputItem, ModuleType, OutputFormat, RawMinify
 use rolldown_common::side_effects::HookSideEffects;
 use rolldown_common::{EmittedAsset, ImportKind, Output, StrOrBytes};
 
-use super::bundle::{BundleSpec, bundler_options, diagnostics, unresolved};
 use super::css;
 use super::minify::{EarlyMinify, MinifySettings};
+use super::options::{BundleSpec, bundler_options, diagnostics, unresolved};
 use crate::error::{BuildError, Error, Result};
 use crate::source::{SourceTree, is_script};
 
