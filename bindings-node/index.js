@@ -4,7 +4,7 @@
 // come back as Promises settled on it.
 'use strict'
 
-const path = require('node:path')
+const { fileURLToPath } = require('node:url')
 const native = require('./native.js')
 
 /** An engine error as a JS Error: `code`, `family`, `category`, `hint`, and `result` for a build that ran. */
@@ -20,11 +20,10 @@ class WorkzBuildError extends Error {
   }
 }
 
-/** Rethrow a native error carrying an engine report as a WorkzBuildError. */
+/** A native error from the engine (its `code` is the engine's, with `family` beside it) as a WorkzBuildError. */
 function convertError(error) {
-  const prefix = 'WORKZ:'
-  if (error && typeof error.message === 'string' && error.message.startsWith(prefix)) {
-    return new WorkzBuildError(JSON.parse(error.message.slice(prefix.length)))
+  if (error instanceof Error && typeof error.code === 'string' && typeof error.family === 'string') {
+    return new WorkzBuildError(error)
   }
   return error
 }
@@ -45,13 +44,13 @@ function callSync(fn) {
   }
 }
 
-function requestOf(source, options = {}) {
-  let spec
-  let files
+/** The source as the native layer takes it (a directory, or files), and the options as JSON. */
+function sourceOf(source, options) {
+  let directory = null
+  let files = null
   if (typeof source === 'string' || source instanceof URL) {
-    spec = { directory: path.resolve(source instanceof URL ? source.pathname : source) }
+    directory = source instanceof URL ? fileURLToPath(source) : source
   } else if (source && typeof source === 'object') {
-    spec = { files: {} }
     files = {}
     for (const [file, contents] of Object.entries(source)) {
       if (typeof contents === 'string' || Buffer.isBuffer(contents)) {
@@ -65,11 +64,7 @@ function requestOf(source, options = {}) {
   } else {
     throw new TypeError('source must be a directory path or an object of path -> string | Buffer')
   }
-  const request = { source: spec, force: Boolean(options.force), priority: options.priority ?? 0 }
-  if (options.target != null) request.target = options.target
-  if (options.appConfig != null) request.app_config = options.appConfig
-  if (options.timeout != null) request.timeout = options.timeout
-  return [JSON.stringify(request), files]
+  return [directory, files, JSON.stringify(options ?? {})]
 }
 
 /** A submitted build: iterate its events, await its result, or cancel it. */
@@ -155,8 +150,8 @@ class Engine {
 
   /** Queue a build and return its handle at once. */
   submit(source, options = {}) {
-    const [request, files] = requestOf(source, options)
-    return new Build(callSync(() => this._native.submit(request, files)))
+    const [directory, files, optionsJson] = sourceOf(source, options)
+    return new Build(callSync(() => this._native.submit(directory, files, optionsJson)))
   }
 
   /**
@@ -181,8 +176,8 @@ class Engine {
 
   /** Whether the next build would hit the cache, and if not, what changed. */
   async explain(source, options = {}) {
-    const [request, files] = requestOf(source, options)
-    return JSON.parse(await call(() => this._native.explain(request, files)))
+    const [directory, files, optionsJson] = sourceOf(source, options)
+    return JSON.parse(await call(() => this._native.explain(directory, files, optionsJson)))
   }
 
   async cacheStats() {

@@ -23,9 +23,9 @@ export declare class Engine {
   /** An engine from an engine config JSON document ("" for the embedded defaults). */
   constructor(configJson: string)
   /** Queue a build and return its handle at once. */
-  submit(requestJson: string, files?: Record<string, string | Buffer> | undefined | null): Build
+  submit(directory: string | undefined | null, files: Record<string, string | Buffer> | undefined | null, optionsJson: string): Build
   /** Explanation JSON: whether the next build would hit the cache and what changed. */
-  explain(requestJson: string, files?: Record<string, string | Buffer> | undefined | null): Promise<string>
+  explain(directory: string | undefined | null, files: Record<string, string | Buffer> | undefined | null, optionsJson: string): Promise<string>
   /** Cache statistics JSON. */
   cacheStats(): Promise<string>
   /** Remove the entries matching a glob over `<app>/<target>/<key>`; how many (as a string). */

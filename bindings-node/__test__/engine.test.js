@@ -95,6 +95,19 @@ test('bad input is an error, not a crash', async () => {
   await assert.rejects(e.build({ '../escape.txt': 'x' }), (error) => error.code === 'source_path_invalid')
   await assert.rejects(e.build('/nonexistent/app'), (error) => error.code === 'source_not_found')
   await assert.rejects(e.cacheInvalidate('['), (error) => error.code === 'invalid_request')
+  await assert.rejects(e.build(STATIC_APP, { timeout: -1 }), (error) => error.code === 'invalid_request' && /timeout/.test(error.message))
+})
+
+test("the native layer's errors carry the engine's code as their own, on both paths", async () => {
+  const native = require('../native.js')
+  const isEngineError = (code, family) => (error) =>
+    error instanceof Error && error.code === code && error.family === family && !error.message.includes('WORKZ')
+  // Thrown from a call ...
+  assert.throws(() => new native.Engine('{not json'), isEngineError('config_parse_error', 'config'))
+  // ... and rejected from a Promise.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'workz-node-'))
+  const e = new native.Engine(JSON.stringify({ cache: { dir: path.join(dir, 'cache') }, storage: { artifactsDir: path.join(dir, 'artifacts') } }))
+  await assert.rejects(e.cacheInvalidate('['), isEngineError('invalid_request', 'config'))
 })
 
 test('8 concurrent builds: all succeed, events reach their own callback', async () => {

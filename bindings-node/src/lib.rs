@@ -1,29 +1,38 @@
-//! The native half of `@workz/build`: conversions only. Requests and results cross as JSON
-//! text (`index.js` turns them into plain objects and `Error`s); the engine runs on the
-//! process-wide runtime and each Promise is settled from there on the JS thread.
+//! The native half of `@workz/build`: conversions only. A request crosses as its source and
+//! the caller's options (JSON, read by the core), results as JSON text (`index.js` parses it),
+//! engine errors as JS `Error`s with the engine's `code`; the engine runs on the process-wide
+//! runtime and each Promise is settled from there on the JS thread.
 
 use std::collections::BTreeMap;
 
-use napi::bindgen_prelude::{Buffer, Either, Object};
+use napi::bindgen_prelude::{Buffer, Either, JsObjectValue, JsValue, Object};
 use napi::{Env, JsDeferred};
 use napi_derive::napi;
-use workz::embed::{SharedBuild, catch_panic, catch_panic_async, request_with_files};
+use workz::embed::{SharedBuild, catch_panic, catch_panic_async, options_from_json, request_of};
 use workz::engine::runtime;
 use workz::{BuildRequest, ErrorReport};
 
-/// A JS error carrying the engine's report as JSON in its message; `index.js` turns it into
-/// an `Error` with `code`, `family` and `hint`.
-fn js_error(report: &ErrorReport) -> napi::Error {
-    let json = serde_json::to_string(report).unwrap_or_else(|_| report.message.clone());
-    napi::Error::new(napi::Status::GenericFailure, format!("WORKZ:{json}"))
+/// The engine's report as a JS `Error` whose `code` is the engine's code, with `family`,
+/// `category` and `hint` beside it (`index.js` only gives it its class).
+fn js_error(env: &Env, report: &ErrorReport) -> napi::Error {
+    let build = || -> napi::Result<napi::Error> {
+        let mut error = env.create_error(napi::Error::new(napi::Status::GenericFailure, report.message.clone()))?;
+        error.set_named_property("code", report.code.as_str())?;
+        error.set_named_property("family", report.family.as_str())?;
+        error.set_named_property("category", report.category.as_str())?;
+        error.set_named_property("hint", report.hint.clone())?;
+        Ok(napi::Error::from(error.to_unknown()))
+    };
+    // Only fails when the JS engine cannot make objects; the message still says what happened.
+    build().unwrap_or_else(|e| e)
 }
 
 /// Run a call's body; an engine error or a panic becomes a JS error.
-fn guarded<T>(body: impl FnOnce() -> Result<T, ErrorReport>) -> napi::Result<T> {
+fn guarded<T>(env: &Env, body: impl FnOnce() -> Result<T, ErrorReport>) -> napi::Result<T> {
     match catch_panic(|| Ok(body())) {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(report)) => Err(js_error(&report)),
-        Err(panic) => Err(js_error(&panic.report())),
+        Ok(Err(report)) => Err(js_error(env, &report)),
+        Err(panic) => Err(js_error(env, &panic.report())),
     }
 }
 
@@ -31,9 +40,11 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ErrorReport> {
     workz::embed::to_json(value).map_err(|e| e.report())
 }
 
+/// The request for a source (a directory, or files) and the caller's options object as JSON.
 fn request(
-    request_json: &str,
+    directory: Option<String>,
     files: Option<BTreeMap<String, Either<String, Buffer>>>,
+    options_json: &str,
 ) -> Result<BuildRequest, ErrorReport> {
     let files = files.map(|files| {
         files.into_iter().map(|(path, contents)| {
@@ -44,7 +55,8 @@ fn request(
             (path, bytes)
         })
     });
-    request_with_files(request_json, files).map_err(|e| e.report())
+    let options = options_from_json(options_json).map_err(|e| e.report())?;
+    request_of(directory.as_deref(), files, options).map_err(|e| e.report())
 }
 
 /// A Promise settled with `work`'s output, run on the engine's runtime.
@@ -55,10 +67,10 @@ where
     let (deferred, promise): (JsDeferred<String, _>, Object) = env.create_deferred()?;
     runtime().spawn(async move {
         // A panic in the work still settles the Promise.
-        match catch_panic_async(work).await.unwrap_or_else(|panic| Err(panic.report())) {
-            Ok(value) => deferred.resolve(move |_| Ok(value)),
-            Err(report) => deferred.reject(js_error(&report)),
-        }
+        let outcome = catch_panic_async(work).await.unwrap_or_else(|panic| Err(panic.report()));
+        // Settled on the JS thread, where an error object can be made: a resolver's error
+        // rejects the Promise with that very object.
+        deferred.resolve(move |env| outcome.map_err(|report| js_error(&env, &report)));
     });
     Ok(promise)
 }
@@ -73,18 +85,22 @@ pub struct Engine {
 impl Engine {
     /// An engine from an engine config JSON document ("" for the embedded defaults).
     #[napi(constructor)]
-    pub fn new(config_json: String) -> napi::Result<Engine> {
-        guarded(|| Ok(Engine { engine: workz::embed::engine_from_json(&config_json)? }))
+    pub fn new(env: &Env, config_json: String) -> napi::Result<Engine> {
+        guarded(env, || Ok(Engine { engine: workz::embed::engine_from_json(&config_json)? }))
     }
 
     /// Queue a build and return its handle at once.
     #[napi]
     pub fn submit(
         &self,
-        request_json: String,
+        env: &Env,
+        directory: Option<String>,
         files: Option<BTreeMap<String, Either<String, Buffer>>>,
+        options_json: String,
     ) -> napi::Result<Build> {
-        guarded(|| Ok(Build { build: SharedBuild::new(self.engine.submit(request(&request_json, files)?, None)) }))
+        guarded(env, || {
+            Ok(Build { build: SharedBuild::new(self.engine.submit(request(directory, files, &options_json)?, None)) })
+        })
     }
 
     /// Explanation JSON: whether the next build would hit the cache and what changed.
@@ -92,10 +108,11 @@ impl Engine {
     pub fn explain<'env>(
         &self,
         env: &'env Env,
-        request_json: String,
+        directory: Option<String>,
         files: Option<BTreeMap<String, Either<String, Buffer>>>,
+        options_json: String,
     ) -> napi::Result<Object<'env>> {
-        let request = guarded(|| request(&request_json, files))?;
+        let request = guarded(env, || request(directory, files, &options_json))?;
         let engine = self.engine.clone();
         promise(env, async move { to_json(&engine.explain(request).await?) })
     }
@@ -164,8 +181,8 @@ impl Build {
 
     /// The artifact files of a build `wait` has seen end, as JSON (`[]` before that).
     #[napi]
-    pub fn files_json(&self) -> napi::Result<String> {
-        guarded(|| {
+    pub fn files_json(&self, env: &Env) -> napi::Result<String> {
+        guarded(env, || {
             let result = self.build.ended();
             let files = result.as_ref().and_then(|r| r.artifacts.as_ref()).map(|a| a.files.as_slice());
             to_json(&files.unwrap_or_default())

@@ -1,6 +1,7 @@
-//! The native half of the `workz_build` Python package: conversions only. Requests and
-//! results cross as JSON text (the Python layer in `python/workz_build` turns them into
-//! dicts and typed objects); builds run with the GIL released on the process-wide runtime.
+//! The native half of the `workz_build` Python package: conversions only. A request crosses
+//! as its source and keyword arguments (the core makes it), results as JSON text (the Python
+//! layer in `python/workz_build` turns them into dicts and typed objects); builds run with the
+//! GIL released on the process-wide runtime.
 
 mod error;
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use workz::embed::{SharedBuild, catch_panic, failure_of, request_with_files};
+use workz::embed::{RequestOptions, SharedBuild, catch_panic, failure_of, request_of};
 use workz::engine::{block_on, runtime};
 use workz::{BuildRequest, BuildResult, Error, ErrorReport};
 
@@ -31,27 +32,39 @@ fn invalid(message: String) -> ErrorReport {
     Error::InvalidRequest(message).report()
 }
 
-/// A request from its JSON, with in-memory sources (`path -> bytes | str`) when given.
-fn request(request_json: &str, files: Option<&Bound<'_, PyDict>>) -> Result<BuildRequest, ErrorReport> {
-    let files = match files {
-        None => None,
-        Some(files) => {
-            let mut map = Vec::new();
-            for (path, contents) in files.iter() {
-                let path: String = path.extract().map_err(|_| invalid("source file paths must be str".into()))?;
-                let bytes = if let Ok(bytes) = contents.cast::<PyBytes>() {
-                    bytes.as_bytes().to_vec()
-                } else if let Ok(text) = contents.extract::<String>() {
-                    text.into_bytes()
-                } else {
-                    return Err(invalid(format!("the contents of {path} must be bytes or str")));
-                };
-                map.push((path, bytes));
-            }
-            Some(map)
-        }
-    };
-    request_with_files(request_json, files).map_err(|e| e.report())
+/// The source's files (`path -> bytes | str`) as bytes.
+fn file_bytes(files: &Bound<'_, PyDict>) -> Result<Vec<(String, Vec<u8>)>, ErrorReport> {
+    let mut map = Vec::new();
+    for (path, contents) in files.iter() {
+        let path: String = path.extract().map_err(|_| invalid("source file paths must be str".into()))?;
+        let bytes = if let Ok(bytes) = contents.cast::<PyBytes>() {
+            bytes.as_bytes().to_vec()
+        } else if let Ok(text) = contents.extract::<String>() {
+            text.into_bytes()
+        } else {
+            return Err(invalid(format!("the contents of {path} must be bytes or str")));
+        };
+        map.push((path, bytes));
+    }
+    Ok(map)
+}
+
+/// The request for `submit`'s and `explain`'s arguments (made by the core).
+#[allow(clippy::too_many_arguments)]
+fn request(
+    source_dir: Option<&str>,
+    files: Option<&Bound<'_, PyDict>>,
+    target: Option<String>,
+    app_config_json: Option<&str>,
+    force: bool,
+    priority: i32,
+    timeout: Option<u64>,
+) -> Result<BuildRequest, ErrorReport> {
+    let app_config = app_config_json
+        .map(|text| serde_json::from_str(text).map_err(|e| invalid(format!("app_config is not JSON: {e}"))))
+        .transpose()?;
+    let options = RequestOptions { target, app_config, force, priority, timeout };
+    request_of(source_dir, files.map(file_bytes).transpose()?, options).map_err(|e| e.report())
 }
 
 /// The engine; safe to share between Python threads.
@@ -69,15 +82,35 @@ impl Engine {
     }
 
     /// Queue a build and return its handle at once.
-    #[pyo3(signature = (request_json, files=None))]
-    fn submit(&self, request_json: &str, files: Option<&Bound<'_, PyDict>>) -> PyResult<Build> {
-        guarded(|| Ok(Build { build: SharedBuild::new(self.engine.submit(request(request_json, files)?, None)) }))
+    #[pyo3(signature = (source_dir=None, files=None, *, target=None, app_config_json=None, force=false, priority=0, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &self,
+        source_dir: Option<&str>,
+        files: Option<&Bound<'_, PyDict>>,
+        target: Option<String>,
+        app_config_json: Option<&str>,
+        force: bool,
+        priority: i32,
+        timeout: Option<u64>,
+    ) -> PyResult<Build> {
+        guarded(|| {
+            let request = request(source_dir, files, target, app_config_json, force, priority, timeout)?;
+            Ok(Build { build: SharedBuild::new(self.engine.submit(request, None)) })
+        })
     }
 
     /// Explanation JSON: whether the next build would hit the cache and what changed.
-    #[pyo3(signature = (request_json, files=None))]
-    fn explain(&self, py: Python<'_>, request_json: &str, files: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
-        let request = guarded(|| request(request_json, files))?;
+    #[pyo3(signature = (source_dir=None, files=None, *, target=None, app_config_json=None))]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        source_dir: Option<&str>,
+        files: Option<&Bound<'_, PyDict>>,
+        target: Option<String>,
+        app_config_json: Option<&str>,
+    ) -> PyResult<String> {
+        let request = guarded(|| request(source_dir, files, target, app_config_json, false, 0, None))?;
         let engine = self.engine.clone();
         py.detach(move || guarded(|| to_json(&block_on(engine.explain(request))?)))
     }

@@ -107,6 +107,9 @@ fn run() -> u8 {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    // The CLI blocks on all it starts: the engine's async work runs on this thread (a cache
+    // hit then starts no runtime workers).
+    workz_build::engine::run_on_calling_thread();
     if std::env::var_os("WORKZ_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("WORKZ_LOG"))
@@ -388,10 +391,15 @@ fn run_build(engine: &Engine, request: BuildRequest, json: bool) -> BuildResult 
 }
 
 fn print_error(error: &workz_build::ErrorReport) {
-    eprintln!("error: {} [{}]", error.message, error.code);
+    eprint!("{}", error_text(error));
+}
+
+fn error_text(error: &workz_build::ErrorReport) -> String {
+    let mut text = format!("error: {} [{}]\n", error.message, error.code);
     if let Some(hint) = &error.hint {
-        eprintln!("  hint: {hint}");
+        text += &format!("  hint: {hint}\n");
     }
+    text
 }
 
 fn human_bytes(n: u64) -> String {
@@ -411,6 +419,9 @@ fn print_summary(result: &BuildResult) {
         (Some(app), None) => format!("{} {}", app.name, app.version),
         _ => "build".to_string(),
     };
+    // Gathered and written at once: stderr is unbuffered, and a line written piece by piece
+    // costs a system call per piece.
+    let mut text = String::new();
     for (stage, secs) in &result.timings.0 {
         let note = if stage == "cache" {
             match (&result.cache.hit, &result.cache.tier) {
@@ -420,14 +431,16 @@ fn print_summary(result: &BuildResult) {
         } else {
             String::new()
         };
-        eprintln!("  {stage:<13}{secs:>8.3}s{note}");
+        text += &format!("  {stage:<13}{secs:>8.3}s{note}\n");
     }
     match result.status {
         BuildStatus::Succeeded => {
             let (files, size, path) =
                 result.artifacts.as_ref().map(|a| (a.files.len(), a.size, a.path.as_str())).unwrap_or((0, 0, ""));
             let cached = if result.cache.hit { ", from cache" } else { "" };
-            eprintln!("✔ {what} built in {:.3}s{cached}: {files} files, {}", result.duration, human_bytes(size));
+            text +=
+                &format!("✔ {what} built in {:.3}s{cached}: {files} files, {}\n", result.duration, human_bytes(size));
+            eprint!("{text}");
             println!("{path}");
         }
         status => {
@@ -436,10 +449,11 @@ fn print_summary(result: &BuildResult) {
                 BuildStatus::TimedOut => "timed out",
                 _ => "failed",
             };
-            eprintln!("✘ {what} {word} after {:.3}s", result.duration);
+            text += &format!("✘ {what} {word} after {:.3}s\n", result.duration);
             if let Some(error) = &result.error {
-                print_error(error);
+                text += &error_text(error);
             }
+            eprint!("{text}");
         }
     }
 }

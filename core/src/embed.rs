@@ -36,27 +36,66 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialising: {e}")))
 }
 
-/// A request from its JSON; with `files`, its source is those in-memory files (path → bytes),
-/// as a host that holds an app's files passes them.
-pub fn request_with_files(
-    request_json: &str,
+/// What a host passes with the source: the fields of its keyword arguments (Python) or
+/// options object (Node, where extra fields such as `signal` are its own).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RequestOptions {
+    pub target: Option<String>,
+    /// The app config, in place of the app's `workz.json`.
+    pub app_config: Option<serde_json::Value>,
+    pub force: bool,
+    pub priority: i32,
+    /// Seconds.
+    pub timeout: Option<u64>,
+}
+
+/// A request for a host's source, a directory (relative to the process's working directory)
+/// or files in memory (path → bytes), with its options. The one place the bindings' requests
+/// are made.
+pub fn request_of(
+    directory: Option<&str>,
     files: Option<impl IntoIterator<Item = (String, Vec<u8>)>>,
+    options: RequestOptions,
 ) -> Result<BuildRequest> {
-    let mut request = request_from_json(request_json)?;
-    if let Some(files) = files {
-        let map = files.into_iter().map(|(path, bytes)| (path, FileBytes(bytes.into()))).collect();
-        request.source = SourceSpec::Files(map);
-    }
+    let source = match (directory, files) {
+        (Some(dir), None) => {
+            let dir = std::path::absolute(dir)
+                .map_err(|e| Error::InvalidRequest(format!("the source directory {dir:?} cannot be resolved: {e}")))?;
+            SourceSpec::Directory(dir)
+        }
+        (None, Some(files)) => {
+            SourceSpec::Files(files.into_iter().map(|(path, bytes)| (path, FileBytes(bytes.into()))).collect())
+        }
+        _ => return Err(Error::InvalidRequest("give the source as a directory or as files, one of the two".into())),
+    };
+    let mut request = BuildRequest::directory("");
+    request.source = source;
+    request.target = options.target;
+    request.app_config = options.app_config;
+    request.force = options.force;
+    request.priority = options.priority;
+    request.timeout = options.timeout;
     Ok(request)
+}
+
+/// A host's options from JSON (Node's options object as it is: fields that are not request
+/// options, such as `signal` or `onEvent`, are left to the host).
+pub fn options_from_json(options_json: &str) -> Result<RequestOptions> {
+    parse_json(options_json, "the build options")
 }
 
 /// A build request from JSON (`{"source": {"directory": "..."}, "target": "web", ...}`).
 pub fn request_from_json(request_json: &str) -> Result<BuildRequest> {
-    let de = &mut serde_json::Deserializer::from_str(request_json);
+    parse_json(request_json, "the build request")
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let at = if path == "." { String::new() } else { format!(" at {path}") };
-        Error::InvalidRequest(format!("the build request is not valid{at}: {}", e.inner()))
+        Error::InvalidRequest(format!("{what} is not valid{at}: {}", e.inner()))
     })
 }
 
@@ -171,6 +210,29 @@ mod tests {
         assert_eq!(request_from_json("{").unwrap_err().code(), "invalid_request");
         let ok = request_from_json(r#"{"source": {"files": {"a.txt": "x"}}, "target": "web"}"#).unwrap();
         assert_eq!(ok.target.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn a_hosts_request_takes_one_source_and_its_options() {
+        let options = RequestOptions { target: Some("web".into()), force: true, priority: 3, ..Default::default() };
+        let request = request_of(Some("app"), None::<Vec<(String, Vec<u8>)>>, options).unwrap();
+        let SourceSpec::Directory(dir) = &request.source else { panic!("a directory source") };
+        assert!(dir.is_absolute() && dir.ends_with("app"), "{dir:?}");
+        assert_eq!((request.target.as_deref(), request.force, request.priority), (Some("web"), true, 3));
+
+        let files = vec![("index.html".to_string(), b"<p>hi</p>".to_vec())];
+        let options = options_from_json(r#"{"appConfig": {"name": "x"}, "timeout": 5, "signal": {}}"#).unwrap();
+        let request = request_of(None, Some(files), options).unwrap();
+        let SourceSpec::Files(files) = &request.source else { panic!("a files source") };
+        assert_eq!(files["index.html"].0.as_ref(), b"<p>hi</p>");
+        assert_eq!((request.app_config.unwrap()["name"].as_str(), request.timeout), (Some("x"), Some(5)));
+
+        let err = options_from_json(r#"{"timeout": -1}"#).unwrap_err();
+        assert!(err.code() == "invalid_request" && err.to_string().contains("at timeout"), "{err}");
+        for (dir, files) in [(None, None), (Some("app"), Some(Vec::new()))] {
+            let err = request_of(dir, files, RequestOptions::default()).unwrap_err();
+            assert_eq!(err.code(), "invalid_request");
+        }
     }
 
     #[test]

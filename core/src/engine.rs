@@ -30,15 +30,28 @@ pub use crate::queue::QueueStatus;
 use crate::result::{AppRef, ArtifactRef, Artifacts, BuildResult, BuildStatus, CacheOutcome};
 use crate::store::{ArtifactStore, LocalArtifactStore};
 
+/// Which runtime [`runtime`] starts, chosen once per process before it is first used.
+static ONE_THREAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Run the engine's async work on the thread that calls [`block_on`] instead of on a pool of
+/// workers. For a host that blocks on every build it starts (the CLI): builds still run side
+/// by side (their heavy work is on blocking threads and the core's pools), and a cache hit
+/// starts no runtime threads. Must be called before the runtime is first used; has no effect
+/// after.
+pub fn run_on_calling_thread() {
+    ONE_THREAD.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The process-wide tokio runtime used when the caller is not inside one (bindings, CLI).
 pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("workz-build")
-            .build()
-            .expect("the process can start a tokio runtime")
+        let mut builder = if ONE_THREAD.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+        };
+        builder.enable_all().thread_name("workz-build").build().expect("the process can start a tokio runtime")
     })
 }
 
@@ -405,7 +418,8 @@ impl Engine {
 /// Run a future to completion from synchronous code.
 pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     match tokio::runtime::Handle::try_current() {
-        // Inside a runtime: block this worker thread without starving the others.
+        // Inside a runtime: block this worker thread without starving the others. (Not in a
+        // one-thread runtime, see `run_on_calling_thread`: its only thread must not block.)
         Ok(handle) => tokio::task::block_in_place(|| handle.block_on(fut)),
         Err(_) => runtime().block_on(fut),
     }

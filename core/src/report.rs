@@ -19,6 +19,17 @@ pub enum Category {
     Internal,
 }
 
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::User => "user",
+            Category::Toolchain => "toolchain",
+            Category::Infrastructure => "infrastructure",
+            Category::Internal => "internal",
+        }
+    }
+}
+
 /// What kind of failure an error code names: the exception class in Python, `family` in C
 /// and Node. Coarser than the code, finer than the [`Category`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,5 +109,30 @@ pub struct ErrorReport {
 impl std::fmt::Display for ErrorReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} [{}]", self.message, self.code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serialized_ones() {
+        for category in [Category::User, Category::Toolchain, Category::Infrastructure, Category::Internal] {
+            assert_eq!(serde_json::to_value(category).unwrap(), category.as_str());
+        }
+        for family in [
+            Family::Config,
+            Family::Validation,
+            Family::Dependency,
+            Family::Toolchain,
+            Family::Build,
+            Family::Timeout,
+            Family::Cancelled,
+            Family::Storage,
+            Family::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(family).unwrap(), family.as_str());
+        }
     }
 }

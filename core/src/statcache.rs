@@ -5,7 +5,6 @@
 //! was recorded could change without its mtime moving, so entries whose mtime is
 //! within [`RACY_WINDOW`] of the moment they were recorded are not saved.
 
-use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -38,7 +37,7 @@ impl Stamp {
 #[derive(Debug, Default)]
 pub struct StatCache {
     file: Option<PathBuf>,
-    known: HashMap<String, (Stamp, Digest)>,
+    known: rustc_hash::FxHashMap<String, (Stamp, Digest)>,
     seen: Vec<(String, Stamp, Digest)>,
     changed: bool,
 }
@@ -94,10 +93,10 @@ impl StatCache {
     }
 }
 
-fn parse(text: &str) -> HashMap<String, (Stamp, Digest)> {
+fn parse(text: &str) -> rustc_hash::FxHashMap<String, (Stamp, Digest)> {
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
-        return HashMap::new();
+        return Default::default();
     }
     lines
         .filter_map(|line| {

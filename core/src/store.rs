@@ -286,18 +286,24 @@ impl ArtifactStore for LocalArtifactStore {
 fn files_intact(root: &Path, files: &[ArtifactFile], stat_dir: &Path) -> bool {
     use rayon::prelude::*;
     let mut stat_cache = StatCache::load(stat_dir, root);
-    let checked: Option<Vec<std::fs::Metadata>> = files
-        .par_iter()
-        .map(|f| {
-            let path = root.join(&f.path);
-            let meta = std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file() && m.len() == f.size)?;
-            if stat_cache.lookup(&f.path, &meta) == Some(f.blake3) {
-                return Some(meta);
-            }
-            std::fs::read(&path).ok().filter(|bytes| Digest::of(bytes) == f.blake3).map(|_| meta)
-        })
+    let metas: Option<Vec<std::fs::Metadata>> = files
+        .iter()
+        .map(|f| std::fs::symlink_metadata(root.join(&f.path)).ok().filter(|m| m.is_file() && m.len() == f.size))
         .collect();
-    let Some(metas) = checked else { return false };
+    let Some(metas) = metas else { return false };
+    // Only files whose stat moved are read; on every core when there are several (a warm
+    // rebuild reads none, and starting the pool for it would cost more than the stats).
+    let to_read: Vec<&ArtifactFile> = files
+        .iter()
+        .zip(&metas)
+        .filter(|(f, meta)| stat_cache.lookup(&f.path, meta) != Some(f.blake3))
+        .map(|(f, _)| f)
+        .collect();
+    let unchanged = |f: &&ArtifactFile| std::fs::read(root.join(&f.path)).is_ok_and(|b| Digest::of(&b) == f.blake3);
+    let intact = if to_read.len() < 2 { to_read.iter().all(unchanged) } else { to_read.par_iter().all(unchanged) };
+    if !intact {
+        return false;
+    }
     for (f, meta) in files.iter().zip(&metas) {
         stat_cache.record(&f.path, meta, f.blake3);
     }

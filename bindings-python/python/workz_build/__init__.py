@@ -173,29 +173,17 @@ def _config_json(config: Union[None, str, Mapping[str, Any]]) -> str:
     return json.dumps(config)
 
 
-def _request(
-    source: Source,
-    target: Optional[str],
-    app_config: Optional[Mapping[str, Any]],
-    force: bool,
-    priority: int,
-    timeout: Optional[int],
-) -> "tuple[str, Optional[Dict[str, Union[bytes, str]]]]":
-    files: Optional[Dict[str, Union[bytes, str]]] = None
+def _source(source: Source) -> "tuple[Optional[str], Optional[Dict[str, Union[bytes, str]]]]":
+    """The source as the native layer takes it: a directory, or a mapping of files."""
     if isinstance(source, (str, os.PathLike)):
-        spec: Dict[str, Any] = {"directory": os.path.abspath(os.fspath(source))}
-    elif isinstance(source, Mapping):
-        spec, files = {"files": {}}, dict(source)
-    else:
-        raise TypeError("source must be a directory path or a mapping of path -> bytes | str")
-    request: Dict[str, Any] = {"source": spec, "force": force, "priority": priority}
-    if target is not None:
-        request["target"] = target
-    if app_config is not None:
-        request["app_config"] = dict(app_config)
-    if timeout is not None:
-        request["timeout"] = timeout
-    return json.dumps(request), files
+        return os.fspath(source), None
+    if isinstance(source, Mapping):
+        return None, dict(source)
+    raise TypeError("source must be a directory path or a mapping of path -> bytes | str")
+
+
+def _app_config_json(app_config: Optional[Mapping[str, Any]]) -> Optional[str]:
+    return None if app_config is None else json.dumps(dict(app_config))
 
 
 def _finish(
@@ -313,8 +301,9 @@ class Engine:
         timeout: Optional[int] = None,
     ) -> Build:
         """Queue a build and return its handle at once."""
-        request, files = _request(source, target, app_config, force, priority, timeout)
-        return Build(self._native.submit(request, files))
+        source_dir, files = _source(source)
+        return Build(self._native.submit(source_dir, files, target=target, app_config_json=_app_config_json(app_config),
+                                         force=force, priority=priority, timeout=timeout))
 
     def build(
         self,
@@ -359,8 +348,9 @@ class Engine:
         app_config: Optional[Mapping[str, Any]] = None,
     ) -> Dict[str, Any]:
         """Whether the next build would hit the cache, and if not, what changed."""
-        request, files = _request(source, target, app_config, False, 0, None)
-        return json.loads(self._native.explain(request, files))
+        source_dir, files = _source(source)
+        return json.loads(self._native.explain(source_dir, files, target=target,
+                                               app_config_json=_app_config_json(app_config)))
 
     def cache_stats(self) -> Dict[str, Any]:
         return json.loads(self._native.cache_stats())

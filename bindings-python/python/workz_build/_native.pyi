@@ -38,8 +38,25 @@ class Build:
 
 class Engine:
     def __init__(self, config_json: str) -> None: ...
-    def submit(self, request_json: str, files: Optional[Dict[str, Union[bytes, str]]] = None) -> Build: ...
-    def explain(self, request_json: str, files: Optional[Dict[str, Union[bytes, str]]] = None) -> str: ...
+    def submit(
+        self,
+        source_dir: Optional[str] = None,
+        files: Optional[Dict[str, Union[bytes, str]]] = None,
+        *,
+        target: Optional[str] = None,
+        app_config_json: Optional[str] = None,
+        force: bool = False,
+        priority: int = 0,
+        timeout: Optional[int] = None,
+    ) -> Build: ...
+    def explain(
+        self,
+        source_dir: Optional[str] = None,
+        files: Optional[Dict[str, Union[bytes, str]]] = None,
+        *,
+        target: Optional[str] = None,
+        app_config_json: Optional[str] = None,
+    ) -> str: ...
     def cache_stats(self) -> str: ...
     def cache_invalidate(self, pattern: str) -> int: ...
     def cache_prune(self) -> str: ...

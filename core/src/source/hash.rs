@@ -16,6 +16,9 @@ use std::io::Read;
 /// from a read into a per-thread buffer.
 pub(super) const MMAP_THRESHOLD: u64 = 64 * 1024;
 
+/// Below this many files to read (the rest known by their stat), hashing stays on one thread.
+const PARALLEL_READ_MIN: usize = 16;
+
 /// Scripts (what the JavaScript builder validates and bundles) are kept in memory when read
 /// for hashing, up to these sizes.
 pub(super) const HELD_FILE_BYTES: u64 = 4 << 20;
@@ -83,44 +86,48 @@ pub(super) fn hash_files(
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let held_total = std::sync::atomic::AtomicU64::new(0);
-    let files: Vec<SourceFile> = pending
-        .par_iter()
-        .map(|p| {
-            let read_err = |source| SourceError::Read { path: p.rel.clone(), source };
-            let size = p.meta.len();
-            let known = stat_cache.lookup(&p.rel, &p.meta);
-            let hold = keep_scripts
-                && known.is_none()
-                && size <= HELD_FILE_BYTES
-                && is_script(&p.rel)
-                && held_total.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size <= HELD_TOTAL_BYTES;
-            if let Some(held) = hold.then(|| HELD_BUDGET.take(size)).flatten() {
-                let bytes = Bytes::from(std::fs::read(&p.abs).map_err(read_err)?);
-                let digest = Digest::of(&bytes);
-                return Ok(SourceFile {
-                    path: p.rel.clone(),
-                    size: bytes.len() as u64,
-                    digest,
-                    content: Content::Held { bytes, _share: std::sync::Arc::new(held) },
-                });
-            }
-            let digest = if let Some(known) = known {
-                known
-            } else if size >= MMAP_THRESHOLD {
-                let mut hasher = blake3::Hasher::new();
-                hasher.update_mmap(&p.abs).map_err(read_err)?;
-                Digest::from(hasher.finalize())
-            } else {
-                BUFFER.with_borrow_mut(|buf| -> Result<Digest, SourceError> {
-                    buf.clear();
-                    let mut file = File::open(&p.abs).map_err(read_err)?;
-                    file.read_to_end(buf).map_err(read_err)?;
-                    Ok(Digest::of(buf))
-                })?
-            };
-            Ok(SourceFile { path: p.rel.clone(), size, digest, content: Content::Disk(p.abs.clone()) })
-        })
-        .collect::<Result<_, SourceError>>()?;
+    let take_in = |p: &Pending| -> Result<SourceFile, SourceError> {
+        let read_err = |source| SourceError::Read { path: p.rel.clone(), source };
+        let size = p.meta.len();
+        let known = stat_cache.lookup(&p.rel, &p.meta);
+        let hold = keep_scripts
+            && known.is_none()
+            && size <= HELD_FILE_BYTES
+            && is_script(&p.rel)
+            && held_total.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size <= HELD_TOTAL_BYTES;
+        if let Some(held) = hold.then(|| HELD_BUDGET.take(size)).flatten() {
+            let bytes = Bytes::from(std::fs::read(&p.abs).map_err(read_err)?);
+            let digest = Digest::of(&bytes);
+            return Ok(SourceFile {
+                path: p.rel.clone(),
+                size: bytes.len() as u64,
+                digest,
+                content: Content::Held { bytes, _share: std::sync::Arc::new(held) },
+            });
+        }
+        let digest = if let Some(known) = known {
+            known
+        } else if size >= MMAP_THRESHOLD {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_mmap(&p.abs).map_err(read_err)?;
+            Digest::from(hasher.finalize())
+        } else {
+            BUFFER.with_borrow_mut(|buf| -> Result<Digest, SourceError> {
+                buf.clear();
+                let mut file = File::open(&p.abs).map_err(read_err)?;
+                file.read_to_end(buf).map_err(read_err)?;
+                Ok(Digest::of(buf))
+            })?
+        };
+        Ok(SourceFile { path: p.rel.clone(), size, digest, content: Content::Disk(p.abs.clone()) })
+    };
+    // A warm rebuild reads next to nothing: then this thread is faster than waking the pool.
+    let to_read = pending.iter().filter(|p| stat_cache.lookup(&p.rel, &p.meta).is_none()).count();
+    let files: Vec<SourceFile> = if to_read < PARALLEL_READ_MIN {
+        pending.iter().map(take_in).collect::<Result<_, SourceError>>()?
+    } else {
+        pending.par_iter().map(take_in).collect::<Result<_, SourceError>>()?
+    };
     Ok(files)
 }
 

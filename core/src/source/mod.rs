@@ -16,6 +16,9 @@ use crate::config::{LimitsConfig, SourceConfig};
 use crate::digest::Digest;
 use crate::statcache::StatCache;
 
+/// From this many files on, intake stats them on every core.
+const PARALLEL_STAT_MIN: usize = 2048;
+
 /// Errors of source intake.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -237,81 +240,63 @@ impl SourceTree {
         if rules.respect_gitignore {
             walker.add_custom_ignore_filename(".workzignore");
         }
-        let filter_root = canonical_root.clone();
-        walker.filter_entry(move |entry| {
-            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-            let rel = entry.path().strip_prefix(&filter_root).unwrap_or(entry.path());
-            rel.as_os_str().is_empty() || !exclude.matched_path_or_any_parents(rel, is_dir).is_ignore()
-        });
-
-        // Walk on several threads (directory reads and ignore matching), stopping at the
-        // first error or as soon as the file limit is passed.
-        let found = std::sync::Mutex::new(Vec::new());
-        let failure: std::sync::Mutex<Option<SourceError>> = std::sync::Mutex::new(None);
-        let count = std::sync::atomic::AtomicU64::new(0);
-        let fail = |e: SourceError| {
-            if let Ok(mut slot) = failure.lock() {
-                slot.get_or_insert(e);
-            }
-            ignore::WalkState::Quit
-        };
-        walker.threads(rayon::current_num_threads().clamp(1, 4)).build_parallel().run(|| {
-            Box::new(|entry| {
-                let entry = match entry {
-                    Ok(entry) => entry,
-                    Err(e) => {
-                        return fail(SourceError::Read {
-                            path: root.display().to_string(),
-                            source: std::io::Error::other(e.to_string()),
-                        });
-                    }
-                };
-                let Some(file_type) = entry.file_type() else { return ignore::WalkState::Continue };
-                if file_type.is_dir() {
-                    return ignore::WalkState::Continue;
-                }
-                let abs = entry.path();
-                let rel = match relative_path(&canonical_root, abs) {
-                    Ok(rel) => rel,
-                    Err(e) => return fail(e),
-                };
-                let data_path = if file_type.is_symlink() {
-                    match resolve_symlink(&canonical_root, abs, &rel) {
-                        Ok(Some(target)) => target,
-                        // A symlink to a directory inside the root: its files are walked at their real path.
-                        Ok(None) => return ignore::WalkState::Continue,
-                        Err(e) => return fail(e),
-                    }
-                } else if file_type.is_file() {
-                    abs.to_path_buf()
-                } else {
-                    // Sockets, FIFOs and devices are not sources.
-                    return ignore::WalkState::Continue;
-                };
-                if count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= limits.max_source_files {
-                    return fail(SourceError::TooManyFiles { limit: limits.max_source_files });
-                }
-                if let Ok(mut found) = found.lock() {
-                    found.push((rel, data_path));
-                }
-                ignore::WalkState::Continue
-            })
-        });
-        if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(e);
+        if !exclude.is_empty() {
+            let filter_root = canonical_root.clone();
+            walker.filter_entry(move |entry| {
+                let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+                let rel = strip_root(&filter_root, entry.path())
+                    .or_else(|| entry.path().strip_prefix(&filter_root).ok())
+                    .unwrap_or(entry.path());
+                rel.as_os_str().is_empty() || !exclude.matched_path_or_any_parents(rel, is_dir).is_ignore()
+            });
         }
-        let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
-        // Threads finish in any order: sort so that size limits and errors are deterministic.
-        found.sort_by(|a, b| a.0.cmp(&b.0));
+
+        // One thread walks: directory reads are cheap next to the stats, and a walker's own
+        // threads cost more to start and join than a small app's whole walk (a cache hit of a
+        // 1,000-file app is a few milliseconds of kernel work).
+        let mut found = Vec::new();
+        for entry in walker.build() {
+            let entry = entry.map_err(|e| SourceError::Read {
+                path: root.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let Some(file_type) = entry.file_type() else { continue };
+            if file_type.is_dir() {
+                continue;
+            }
+            let abs = entry.path();
+            let rel = relative_path(&canonical_root, abs)?;
+            let data_path = if file_type.is_symlink() {
+                match resolve_symlink(&canonical_root, abs, &rel)? {
+                    Some(target) => target,
+                    // A symlink to a directory inside the root: its files are walked at their real path.
+                    None => continue,
+                }
+            } else if file_type.is_file() {
+                entry.into_path()
+            } else {
+                // Sockets, FIFOs and devices are not sources.
+                continue;
+            };
+            if found.len() as u64 >= limits.max_source_files {
+                return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
+            }
+            found.push((rel, data_path));
+        }
+        // The walk yields each directory's entries in name order, but a path sorts by its text.
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let stat = |(rel, abs): (String, PathBuf)| match std::fs::metadata(&abs) {
+            Ok(meta) => Ok(Pending { rel, meta, abs }),
+            Err(source) => Err(SourceError::Read { path: rel, source }),
+        };
+        // On a warm rebuild the stats are most of intake: big trees stat on every core, small
+        // ones here (starting the pool would cost more than it saves).
+        let pending: Vec<Pending> = if found.len() >= PARALLEL_STAT_MIN {
+            found.into_par_iter().map(stat).collect::<Result<_, _>>()?
+        } else {
+            found.into_iter().map(stat).collect::<Result<_, _>>()?
+        };
         let mut total: u64 = 0;
-        // Stat in parallel: on a warm rebuild, stat calls are most of intake.
-        let pending: Vec<Pending> = found
-            .into_par_iter()
-            .map(|(rel, abs)| match std::fs::metadata(&abs) {
-                Ok(meta) => Ok(Pending { rel, meta, abs }),
-                Err(source) => Err(SourceError::Read { path: rel, source }),
-            })
-            .collect::<Result<_, _>>()?;
         for p in &pending {
             check_size(&p.rel, p.meta.len(), &mut total, limits)?;
         }
@@ -425,10 +410,21 @@ fn exclude_matcher(root: &Path, patterns: &[String]) -> ignore::gitignore::Gitig
     builder.build().unwrap_or_else(|_| ignore::gitignore::Gitignore::empty())
 }
 
+/// `path` below `root` as text (`None` if it is not, or is not UTF-8): the walk joins names to
+/// the root as given, and `Path::strip_prefix`'s component-wise comparison showed in warm
+/// rebuilds.
+fn strip_root<'a>(root: &Path, path: &'a Path) -> Option<&'a Path> {
+    let (root, path) = (root.to_str()?, path.to_str()?);
+    let rest = path.strip_prefix(root)?;
+    let rest = if root.ends_with('/') || rest.is_empty() { rest } else { rest.strip_prefix('/')? };
+    Some(Path::new(rest))
+}
+
 /// `abs` relative to `root`, as a checked `/`-separated path.
 fn relative_path(root: &Path, abs: &Path) -> Result<String, SourceError> {
-    let rel = abs
-        .strip_prefix(root)
+    let rel = strip_root(root, abs)
+        .or_else(|| abs.strip_prefix(root).ok())
+        .ok_or(())
         .map_err(|_| SourceError::InvalidPath { path: abs.display().to_string(), reason: "outside the source root" })?;
     let text = rel.to_str().ok_or_else(|| SourceError::InvalidPath {
         path: rel.to_string_lossy().into_owned(),

@@ -183,12 +183,37 @@ pub fn validation_key(file: &Digest, overrides: &BTreeMap<String, RuleLevel>, pa
 ///
 /// With `parse_all` false, only scripts whose text could trip a script rule are parsed: the
 /// bundler that runs next parses everything anyway and reports syntax errors itself.
-pub fn validate(
+pub fn validate<S: std::hash::BuildHasher>(
     tree: &SourceTree,
     overrides: &BTreeMap<String, RuleLevel>,
-    known_clean: &HashSet<Digest>,
+    known_clean: &HashSet<Digest, S>,
     parse_all: bool,
 ) -> Report {
+    // What passed before with the same bytes and rules is skipped. On a rebuild that is
+    // every file: then nothing below (pattern compilation, the thread pool) is started.
+    let to_check: Vec<(&crate::source::SourceFile, Digest, Digest)> = tree
+        .files()
+        .iter()
+        .filter(|f| {
+            is_script(&f.path)
+                || scanned_for_credentials(&f.path)
+                || f.path.ends_with(".html")
+                || f.path.ends_with(".htm")
+        })
+        .filter_map(|file| {
+            // A text-only pass is enough when the bundler will parse the file anyway (checked
+            // first then: it is what such runs remember).
+            let text_only = validation_key(&file.digest, overrides, false);
+            if !parse_all && known_clean.contains(&text_only) {
+                return None;
+            }
+            let full = validation_key(&file.digest, overrides, true);
+            (!known_clean.contains(&full)).then_some((file, text_only, full))
+        })
+        .collect();
+    if to_check.is_empty() {
+        return Report::default();
+    }
     let level = |name: &str| {
         overrides
             .get(name)
@@ -221,26 +246,9 @@ pub fn validate(
     let may_trip_script_rule = (!script_rule_text.is_empty())
         .then(|| regex::bytes::Regex::new(&script_rule_text.join("|")).expect("a valid pattern"));
 
-    let per_file: Vec<(Vec<SyntaxError>, Vec<Finding>, Option<Digest>)> = tree
-        .files()
+    let per_file: Vec<(Vec<SyntaxError>, Vec<Finding>, Option<Digest>)> = to_check
         .par_iter()
-        .filter(|f| {
-            is_script(&f.path)
-                || scanned_for_credentials(&f.path)
-                || f.path.ends_with(".html")
-                || f.path.ends_with(".htm")
-        })
-        .map(|file| {
-            // A text-only pass is enough when the bundler will parse the file anyway (checked
-            // first then: it is what such runs remember).
-            let text_only = validation_key(&file.digest, overrides, false);
-            if !parse_all && known_clean.contains(&text_only) {
-                return (Vec::new(), Vec::new(), None);
-            }
-            let full = validation_key(&file.digest, overrides, true);
-            if known_clean.contains(&full) {
-                return (Vec::new(), Vec::new(), None);
-            }
+        .map(|&(file, text_only, full)| {
             let mut syntax = Vec::new();
             let mut findings = Vec::new();
             let Ok(bytes) = file.read() else { return (syntax, findings, None) };
@@ -328,7 +336,9 @@ pub fn validate(
 /// Validation keys of files that passed, remembered under the engine's state directory.
 pub struct CleanSet {
     file: std::path::PathBuf,
-    pub known: HashSet<Digest>,
+    /// Keys are digests already: a cheap hash (rustc's) is enough, and loading a few
+    /// thousand of them on every build shows in a warm rebuild.
+    pub known: HashSet<Digest, rustc_hash::FxBuildHasher>,
 }
 
 /// Past this many remembered keys the set starts afresh (it only saves work).
