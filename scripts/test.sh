@@ -11,7 +11,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # System packages the suites use: coreutils for the hook tests; Node.js and npm for the
 # JavaScript builder's tests (npm installs, bundles run in node) and the Node binding; gcc,
 # valgrind and php-cli for the C ABI; python3-venv for the Python binding; chromium for the
-# pages of the real-world corpus.
+# pages of the real-world corpus; redis-server for the Redis cache tier.
 need=()
 for cmd in sh sleep env; do command -v "$cmd" >/dev/null || need+=(coreutils); done
 command -v node >/dev/null || need+=(nodejs)
@@ -21,6 +21,9 @@ command -v valgrind >/dev/null || need+=(valgrind)
 command -v php >/dev/null || need+=(php-cli)
 # Headless Chromium runs the real-world corpus's pages (tests/real_world.rs).
 command -v chromium >/dev/null || need+=(chromium)
+# The Redis cache tier is tested against a real server (tests/redis_cache.rs starts its own on a
+# free loopback port; apt's install does not start one here).
+command -v redis-server >/dev/null || need+=(redis-server)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

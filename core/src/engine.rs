@@ -565,6 +565,8 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         tracing::warn!("recording build history failed: {e}");
     }
     ctx.events.emit(BuildEvent::Finished { status, duration });
+    let mut warnings = ctx.warnings;
+    warnings.extend(ctx.events.take_shared_warnings());
     BuildResult {
         build_id: ctx.build_id,
         status,
@@ -574,7 +576,7 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         artifacts,
         timings: ctx.timings,
         duration,
-        warnings: ctx.warnings,
+        warnings,
         error,
     }
 }

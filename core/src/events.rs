@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::report::ErrorReport;
-use crate::result::BuildStatus;
+use crate::result::{BuildStatus, Warning};
 
 /// Which output stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +109,8 @@ struct EmitterInner {
     engine_wide: Option<broadcast::Sender<EventRecord>>,
     callback: Option<EventCallback>,
     collected: Option<EventCollector>,
+    /// Warnings from shared components (see [`warn_current`]), for the build's result.
+    shared_warnings: Mutex<Vec<Warning>>,
 }
 
 impl std::fmt::Debug for EventEmitter {
@@ -133,6 +135,7 @@ impl EventEmitter {
                 engine_wide,
                 callback,
                 collected: None,
+                shared_warnings: Mutex::default(),
             }),
         }
     }
@@ -149,6 +152,7 @@ impl EventEmitter {
                 engine_wide: None,
                 callback: None,
                 collected: Some(collector.clone()),
+                shared_warnings: Mutex::default(),
             }),
         };
         (emitter, collector)
@@ -186,6 +190,23 @@ impl EventEmitter {
     pub fn warn(&self, code: &str, message: impl Into<String>) {
         self.emit(BuildEvent::Warning { code: code.to_string(), message: message.into() });
     }
+
+    /// Emit a warning from a shared component and keep it for the build's result (the same
+    /// warning twice is kept once: a tier that is down fails every call of a build).
+    fn warn_shared(&self, code: &str, message: String) {
+        let mut kept = self.inner.shared_warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.iter().any(|w| w.code == code && w.message == message) {
+            return;
+        }
+        kept.push(Warning { code: code.to_string(), message: message.clone() });
+        drop(kept);
+        self.warn(code, message);
+    }
+
+    /// The warnings shared components gave this build, in order (taken once).
+    pub(crate) fn take_shared_warnings(&self) -> Vec<Warning> {
+        std::mem::take(&mut *self.inner.shared_warnings.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// Events kept in memory by [`EventEmitter::collecting`].
@@ -218,7 +239,7 @@ pub(crate) async fn scope<F: std::future::Future>(emitter: EventEmitter, fut: F)
 /// Warn the build running on this task, if any (else only log).
 pub(crate) fn warn_current(code: &str, message: String) {
     tracing::warn!(code, "{message}");
-    let _ = CURRENT.try_with(|e| e.warn(code, message));
+    let _ = CURRENT.try_with(|e| e.warn_shared(code, message));
 }
 
 #[cfg(test)]

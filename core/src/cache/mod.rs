@@ -10,6 +10,7 @@ mod fs;
 mod key;
 mod memory;
 mod readonly;
+mod redis;
 mod tiered;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub(crate) use self::key::canonical_json;
 pub use self::key::{CacheKey, KeyComponents};
 pub use self::memory::MemoryCache;
 pub use self::readonly::ReadOnlyCache;
+pub use self::redis::{RedisCache, RedisTierSettings};
 pub use self::tiered::TieredCache;
 use crate::config::EngineConfig;
 use crate::digest::Digest;
@@ -48,6 +50,9 @@ pub enum CacheError {
     ReadOnly(String),
     #[error("invalid pattern {pattern:?}: {message}")]
     InvalidPattern { pattern: String, message: String },
+    /// A remote tier (Redis, an object store) failed or did not answer in time.
+    #[error("cache {tier}: cannot {op}: {message}")]
+    Backend { tier: String, op: &'static str, message: String },
 }
 
 impl crate::report::ErrorCode for CacheError {
@@ -57,6 +62,7 @@ impl crate::report::ErrorCode for CacheError {
             CacheError::InvalidEntry { .. } => "cache_entry_invalid",
             CacheError::ReadOnly(_) => "cache_read_only",
             CacheError::InvalidPattern { .. } => "invalid_request",
+            CacheError::Backend { .. } => "cache_backend_failed",
         }
     }
 
@@ -68,28 +74,33 @@ impl crate::report::ErrorCode for CacheError {
             CacheError::InvalidEntry { .. } => "The entry is ignored and rebuilt; `workz-build cache clear` removes all entries.".into(),
             CacheError::ReadOnly(_) => "This cache was opened read-only (`cache.readOnly`).".into(),
             CacheError::InvalidPattern { .. } => "Use a glob such as `my-app/*` (entries are named `<app>/<target>/<key>`).".into(),
+            CacheError::Backend { .. } => {
+                "Check that the server answers from this machine (`workz-build doctor`); builds go on without the tier meanwhile.".into()
+            }
         })
     }
 
     fn is_retryable(&self) -> bool {
-        false
+        matches!(self, CacheError::Backend { .. })
     }
 
     fn category(&self) -> crate::report::Category {
         match self {
             CacheError::InvalidPattern { .. } => crate::report::Category::User,
-            CacheError::Io { .. } | CacheError::InvalidEntry { .. } | CacheError::ReadOnly(_) => {
-                crate::report::Category::Infrastructure
-            }
+            CacheError::Io { .. }
+            | CacheError::InvalidEntry { .. }
+            | CacheError::ReadOnly(_)
+            | CacheError::Backend { .. } => crate::report::Category::Infrastructure,
         }
     }
 
     fn family(&self) -> crate::report::Family {
         match self {
             CacheError::InvalidPattern { .. } => crate::report::Family::Config,
-            CacheError::Io { .. } | CacheError::InvalidEntry { .. } | CacheError::ReadOnly(_) => {
-                crate::report::Family::Storage
-            }
+            CacheError::Io { .. }
+            | CacheError::InvalidEntry { .. }
+            | CacheError::ReadOnly(_)
+            | CacheError::Backend { .. } => crate::report::Family::Storage,
         }
     }
 }
@@ -342,13 +353,21 @@ pub(crate) fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::R
     std::fs::write(path, bytes)
 }
 
-/// The cache the config describes: memory over filesystem, read-only if asked.
+/// The cache the config describes: memory over Redis over filesystem, read-only if asked.
 pub fn from_config(config: &EngineConfig, cache_dir: &Path) -> Result<Option<Arc<dyn CacheBackend>>, CacheError> {
     let mut tiers: Vec<Arc<dyn CacheBackend>> = Vec::new();
     let ttl = Duration::from_secs(config.build_system.cache_ttl);
     if config.cache.memory.enabled {
         let memory_ttl = ttl.min(Duration::from_secs(config.cache.memory.ttl));
         tiers.push(Arc::new(MemoryCache::new(config.cache.memory.max_bytes, memory_ttl)));
+    }
+    if let Some(redis) = &config.cache.redis {
+        tiers.push(Arc::new(RedisCache::new(RedisTierSettings {
+            url: redis.url.clone(),
+            key_prefix: redis.key_prefix.clone(),
+            ttl: ttl.min(Duration::from_secs(redis.ttl)),
+            max_blob_bytes: redis.max_blob_bytes,
+        })?));
     }
     if config.cache.filesystem.enabled {
         tiers.push(Arc::new(FilesystemCache::open(&cache_dir.join("store"), ttl, config.cache.filesystem.max_bytes)?));

@@ -78,6 +78,26 @@ impl EngineConfig {
         if self.limits.max_source_files == 0 {
             return Err(ConfigError::invalid(file, "limits.maxSourceFiles", "expected at least 1"));
         }
+        if let Some(redis) = &self.cache.redis {
+            // Checked here so that a typo stops the engine at start, not a build midway.
+            if let Err(e) = redis::Client::open(redis.url.as_str()) {
+                return Err(ConfigError::invalid(
+                    file,
+                    "cache.redis.url",
+                    format!(
+                        "expected a Redis URL such as redis://127.0.0.1:6379/0, found {:?} ({e})",
+                        redact_url(&redis.url)
+                    ),
+                ));
+            }
+            if redis.ttl == 0 {
+                return Err(ConfigError::invalid(
+                    file,
+                    "cache.redis.ttl",
+                    "expected a number of seconds of at least 1",
+                ));
+            }
+        }
         for (i, pattern) in self.cache.env_allow_list.iter().enumerate() {
             if pattern.is_empty() || pattern.contains('=') || pattern.contains('\0') {
                 return Err(ConfigError::invalid(
@@ -354,6 +374,9 @@ pub struct CacheConfig {
     pub dir: Option<PathBuf>,
     pub memory: MemoryTierConfig,
     pub filesystem: FilesystemTierConfig,
+    /// The shared Redis tier (the document's L2), between memory and the filesystem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisTierConfig>,
     /// Serve cache hits but never write (for untrusted builds).
     pub read_only: bool,
     /// Environment variables that are passed to build processes and go into the cache key.
@@ -373,6 +396,27 @@ pub struct MemoryTierConfig {
 impl Default for MemoryTierConfig {
     fn default() -> Self {
         MemoryTierConfig { enabled: true, max_bytes: 256 << 20, ttl: 300 }
+    }
+}
+
+/// The Redis tier (`cache.redis`): entries and small blobs, shared by every machine that
+/// points at the same server. Its keys expire after `ttl` seconds (and never later than
+/// `buildSystem.cacheTTL`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RedisTierConfig {
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://` for TLS, `unix:///path`.
+    pub url: String,
+    pub key_prefix: String,
+    /// Seconds (the document caches in Redis for an hour).
+    pub ttl: u64,
+    /// Larger blobs are left to the tiers below.
+    pub max_blob_bytes: u64,
+}
+
+impl Default for RedisTierConfig {
+    fn default() -> Self {
+        RedisTierConfig { url: String::new(), key_prefix: "workz:".into(), ttl: 3600, max_blob_bytes: 256 << 10 }
     }
 }
 
@@ -443,5 +487,19 @@ impl Default for SourceConfig {
                 .to_vec(),
             respect_gitignore: true,
         }
+    }
+}
+
+/// A URL without its password, for messages (`redis://user:***@host`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let hidden = if userinfo.contains(':') { format!("{user}:***") } else { "***".to_string() };
+            format!("{scheme}://{hidden}@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_string(),
     }
 }
