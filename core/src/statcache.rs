@@ -62,6 +62,11 @@ impl StatCache {
         (*stamp == Stamp::of(meta)).then_some(*digest)
     }
 
+    /// Whether a digest of `rel` is remembered at all (whatever its stat).
+    pub fn knows(&self, rel: &str) -> bool {
+        self.known.contains_key(rel)
+    }
+
     /// Record the digest of `rel` taken with this stat.
     pub fn record(&mut self, rel: &str, meta: &Metadata, digest: Digest) {
         let stamp = Stamp::of(meta);

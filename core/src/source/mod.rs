@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rayon::prelude::*;
@@ -16,7 +17,7 @@ use crate::config::{LimitsConfig, SourceConfig};
 use crate::digest::Digest;
 use crate::statcache::StatCache;
 
-/// From this many files on, intake stats them on every core.
+/// From this many files on, intake stats and hashes them on every core while it walks.
 const PARALLEL_STAT_MIN: usize = 2048;
 
 /// Errors of source intake.
@@ -251,10 +252,18 @@ impl SourceTree {
             });
         }
 
-        // One thread walks: directory reads are cheap next to the stats, and a walker's own
-        // threads cost more to start and join than a small app's whole walk (a cache hit of a
-        // 1,000-file app is a few milliseconds of kernel work).
+        let stat_cache = match stat_dir {
+            Some(dir) => StatCache::load(dir, &canonical_root),
+            None => StatCache::disabled(),
+        };
+        let hasher = Arc::new(Hasher::new(stat_cache, keep_scripts, limits.max_file_bytes, limits.max_source_bytes));
+        // One thread walks: directory reads are cheap, and a small app's whole warm rebuild
+        // (a few milliseconds of stats) costs less than starting threads. Past
+        // `PARALLEL_STAT_MIN` files the rest goes to the pool in batches while the walk goes
+        // on: stats, reads and hashes of a big tree overlap the walk.
         let mut found = Vec::new();
+        let mut stream: Option<Stream> = None;
+        let mut count: u64 = 0;
         for entry in walker.build() {
             let entry = entry.map_err(|e| SourceError::Read {
                 path: root.display().to_string(),
@@ -278,42 +287,55 @@ impl SourceTree {
                 // Sockets, FIFOs and devices are not sources.
                 continue;
             };
-            if found.len() as u64 >= limits.max_source_files {
+            if count >= limits.max_source_files {
                 return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
             }
-            found.push((rel, data_path));
-        }
-        // The walk yields each directory's entries in name order, but a path sorts by its text.
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let stat = |(rel, abs): (String, PathBuf)| match std::fs::metadata(&abs) {
-            Ok(meta) => Ok(Pending { rel, meta, abs }),
-            Err(source) => Err(SourceError::Read { path: rel, source }),
-        };
-        // On a warm rebuild the stats are most of intake: big trees stat on every core, small
-        // ones here (starting the pool would cost more than it saves).
-        let pending: Vec<Pending> = if found.len() >= PARALLEL_STAT_MIN {
-            found.into_par_iter().map(stat).collect::<Result<_, _>>()?
-        } else {
-            found.into_iter().map(stat).collect::<Result<_, _>>()?
-        };
-        let mut total: u64 = 0;
-        for p in &pending {
-            check_size(&p.rel, p.meta.len(), &mut total, limits)?;
-        }
-
-        let mut stat_cache = match stat_dir {
-            Some(dir) => StatCache::load(dir, &canonical_root),
-            None => StatCache::disabled(),
-        };
-        let files = hash_files(&pending, &stat_cache, keep_scripts)?;
-        if stat_dir.is_some() {
-            for (file, p) in files.iter().zip(&pending) {
-                stat_cache.record(&file.path, &p.meta, file.digest);
+            count += 1;
+            match stream.as_mut() {
+                Some(stream) => stream.push(rel, data_path),
+                None if found.len() + 1 < PARALLEL_STAT_MIN => found.push((rel, data_path)),
+                None => {
+                    let mut started = Stream::new(hasher.clone());
+                    for (rel, abs) in found.drain(..) {
+                        started.push(rel, abs);
+                    }
+                    started.push(rel, data_path);
+                    stream = Some(started);
+                }
             }
+        }
+        let mut taken = match stream {
+            Some(stream) => stream.finish()?,
+            None => take_all(found, &hasher)?,
+        };
+        // Files come back in walk and batch order; paths sort by their text, and the limits
+        // are checked in that order so that the error is the same on every machine.
+        taken.sort_unstable_by(|a, b| a.pending.rel.cmp(&b.pending.rel));
+        let mut total: u64 = 0;
+        for t in &taken {
+            check_size(&t.pending.rel, t.pending.meta.len(), &mut total, limits)?;
+        }
+        let Ok(hasher) = Arc::try_unwrap(hasher) else {
+            return Err(SourceError::Read {
+                path: root.display().to_string(),
+                source: std::io::Error::other("source hashing did not finish"),
+            });
+        };
+        let mut stat_cache = hasher.stat_cache;
+        let mut files = Vec::with_capacity(taken.len());
+        for Taken { pending, file } in taken {
+            // Within the limits (checked above) every file was read.
+            let Some(file) = file else {
+                return Err(SourceError::TooLarge { limit: limits.max_source_bytes });
+            };
+            if stat_dir.is_some() {
+                stat_cache.record(&file.path, &pending.meta, file.digest);
+            }
+            files.push(file);
+        }
+        if stat_dir.is_some() {
             stat_cache.save();
         }
-        // Kept in path order from the sorted walk results.
-        debug_assert!(files.is_sorted_by(|a, b| a.path <= b.path));
         Ok(SourceTree { root: Some(canonical_root), files, total_bytes: total })
     }
 
@@ -604,6 +626,48 @@ mod tests {
         assert_eq!(snap().get("a.txt").unwrap().digest, Digest::of(b"one"), "from the stat cache");
         std::fs::write(&file, "two").unwrap();
         assert_eq!(snap().get("a.txt").unwrap().digest, Digest::of(b"two"));
+    }
+
+    #[test]
+    fn a_big_tree_hashed_while_it_is_walked_is_the_same_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = PARALLEL_STAT_MIN + 300;
+        let mut expected = Vec::new();
+        for i in 0..n {
+            let rel = format!("d{}/f{i}.js", i % 37);
+            let body = format!("export const v{i} = {};\n", i * 7).repeat(1 + i % 5);
+            std::fs::create_dir_all(dir.path().join(format!("d{}", i % 37))).unwrap();
+            std::fs::write(dir.path().join(&rel), &body).unwrap();
+            expected.push((rel, Digest::of(body.as_bytes())));
+        }
+        expected.sort();
+        let state = tempfile::tempdir().unwrap();
+        let intake = || {
+            let spec = SourceSpec::Directory(dir.path().to_path_buf());
+            SourceTree::intake(&spec, &limits(), &SourceConfig::default(), Some(state.path())).unwrap()
+        };
+        for tree in [SourceTree::from_dir(dir.path(), &limits(), &SourceConfig::default()).unwrap(), intake(), intake()]
+        {
+            let got: Vec<(String, Digest)> = tree.files().iter().map(|f| (f.path.clone(), f.digest)).collect();
+            assert_eq!(got, expected);
+        }
+
+        // Limits in a big tree name the same file on every run: the first in path order.
+        std::fs::write(dir.path().join("d3/zz-big.js"), vec![b'x'; 5000]).unwrap();
+        std::fs::write(dir.path().join("d1/zz-big.js"), vec![b'x'; 5000]).unwrap();
+        let tight = LimitsConfig { max_file_bytes: 4096, ..limits() };
+        for _ in 0..3 {
+            match SourceTree::from_dir(dir.path(), &tight, &SourceConfig::default()) {
+                Err(SourceError::FileTooLarge { path, .. }) => assert_eq!(path, "d1/zz-big.js"),
+                other => panic!("expected FileTooLarge, got {other:?}"),
+            }
+        }
+        let total: u64 = expected.iter().map(|(p, _)| std::fs::metadata(dir.path().join(p)).unwrap().len()).sum();
+        let small = LimitsConfig { max_source_bytes: total / 2, ..limits() };
+        assert!(matches!(
+            SourceTree::from_dir(dir.path(), &small, &SourceConfig::default()),
+            Err(SourceError::TooLarge { .. })
+        ));
     }
 
     #[test]
