@@ -29,6 +29,14 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+# An S3-compatible server for the object-store tier (tests/remote_cache.rs starts its own on a
+# free loopback port): moto's, from PyPI, in a virtualenv outside the checkout.
+MOTO_VENV="${WORKZ_MOTO_VENV:-$HOME/.cache/workz-build/moto-venv}"
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install -q 'moto[server]>=5.1,<6'
+fi
+export WORKZ_TEST_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -11,6 +11,7 @@ mod key;
 mod memory;
 mod readonly;
 mod redis;
+mod remote;
 mod tiered;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub use self::key::{CacheKey, KeyComponents};
 pub use self::memory::MemoryCache;
 pub use self::readonly::ReadOnlyCache;
 pub use self::redis::{RedisCache, RedisTierSettings};
+pub use self::remote::{RemoteCache, RemoteTierSettings};
 pub use self::tiered::TieredCache;
 use crate::config::EngineConfig;
 use crate::digest::Digest;
@@ -353,7 +355,8 @@ pub(crate) fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::R
     std::fs::write(path, bytes)
 }
 
-/// The cache the config describes: memory over Redis over filesystem, read-only if asked.
+/// The cache the config describes: memory, Redis, filesystem, object store (each if
+/// configured), read-only if asked.
 pub fn from_config(config: &EngineConfig, cache_dir: &Path) -> Result<Option<Arc<dyn CacheBackend>>, CacheError> {
     let mut tiers: Vec<Arc<dyn CacheBackend>> = Vec::new();
     let ttl = Duration::from_secs(config.build_system.cache_ttl);
@@ -371,6 +374,17 @@ pub fn from_config(config: &EngineConfig, cache_dir: &Path) -> Result<Option<Arc
     }
     if config.cache.filesystem.enabled {
         tiers.push(Arc::new(FilesystemCache::open(&cache_dir.join("store"), ttl, config.cache.filesystem.max_bytes)?));
+    }
+    if let Some(remote) = &config.cache.remote {
+        tiers.push(Arc::new(RemoteCache::new(RemoteTierSettings {
+            url: remote.url.clone(),
+            endpoint: remote.endpoint.clone(),
+            region: remote.region.clone(),
+            access_key_id: remote.access_key_id.clone(),
+            secret_access_key: remote.secret_access_key.clone(),
+            read_only: remote.read_only,
+            ttl,
+        })?));
     }
     let cache: Arc<dyn CacheBackend> = match tiers.len() {
         0 => return Ok(None),

@@ -98,6 +98,9 @@ impl EngineConfig {
                 ));
             }
         }
+        if let Some((key, message)) = self.cache.remote.as_ref().and_then(RemoteTierConfig::problem) {
+            return Err(ConfigError::invalid(file, key, message));
+        }
         for (i, pattern) in self.cache.env_allow_list.iter().enumerate() {
             if pattern.is_empty() || pattern.contains('=') || pattern.contains('\0') {
                 return Err(ConfigError::invalid(
@@ -377,6 +380,9 @@ pub struct CacheConfig {
     /// The shared Redis tier (the document's L2), between memory and the filesystem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisTierConfig>,
+    /// The object-store tier (an S3-compatible bucket, or a directory), below the filesystem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteTierConfig>,
     /// Serve cache hits but never write (for untrusted builds).
     pub read_only: bool,
     /// Environment variables that are passed to build processes and go into the cache key.
@@ -417,6 +423,53 @@ pub struct RedisTierConfig {
 impl Default for RedisTierConfig {
     fn default() -> Self {
         RedisTierConfig { url: String::new(), key_prefix: "workz:".into(), ttl: 3600, max_blob_bytes: 256 << 10 }
+    }
+}
+
+/// The object-store tier (`cache.remote`): what every machine of a farm shares. Credentials
+/// come from the config or from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (or the
+/// machine's role, when neither names any).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RemoteTierConfig {
+    /// `s3://bucket/prefix` or `file:///dir`.
+    pub url: String,
+    /// An S3-compatible endpoint other than AWS's (`http://127.0.0.1:9000`, R2's, MinIO's).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Serve hits, never write (CI-style consumers).
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+}
+
+impl RemoteTierConfig {
+    /// What is wrong with the settings, found without a request (`(key, message)`).
+    fn problem(&self) -> Option<(&'static str, String)> {
+        let url = match url::Url::parse(&self.url) {
+            Ok(url) => url,
+            Err(e) => {
+                return Some((
+                    "cache.remote.url",
+                    format!("expected s3://bucket/prefix or file:///dir, found {:?} ({e})", self.url),
+                ));
+            }
+        };
+        match url.scheme() {
+            "s3" if url.host_str().is_none_or(|b| b.len() < 3 || b.len() > 63) => {
+                Some(("cache.remote.url", format!("expected a bucket name of 3 to 63 characters in {:?}", self.url)))
+            }
+            "s3" | "file" => match (&self.access_key_id, &self.secret_access_key) {
+                (Some(_), None) | (None, Some(_)) => Some((
+                    "cache.remote",
+                    "expected both accessKeyId and secretAccessKey, or neither (then AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the machine's role)".into(),
+                )),
+                _ => None,
+            },
+            other => Some(("cache.remote.url", format!("expected an s3:// or file:// URL, found the scheme {other}://"))),
+        }
     }
 }
 
