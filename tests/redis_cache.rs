@@ -215,3 +215,20 @@ fn a_malformed_redis_url_is_a_config_error_at_engine_start() {
         assert!(!report.message.contains("hunter2"), "the password stays out of messages: {}", report.message);
     }
 }
+
+#[test]
+fn doctor_says_whether_redis_answers() {
+    let redis = RedisServer::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for (url, answers) in [(redis.url(), true), (format!("redis://:secret@127.0.0.1:{closed}/0"), false)] {
+        let mut config = EngineConfig::default();
+        config.cache.redis = Some(serde_json::from_value(serde_json::json!({"url": url})).unwrap());
+        let report = workz_build::engine::block_on(workz_build::doctor::diagnose(&config));
+        let check = report.checks.iter().find(|c| c.name.starts_with("redis cache")).expect("a redis check");
+        assert_eq!(check.found, answers, "{check:?}");
+        assert!(
+            !check.name.contains("secret") && !check.detail.as_deref().unwrap_or("").contains("secret"),
+            "{check:?}"
+        );
+    }
+}

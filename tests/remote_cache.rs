@@ -267,3 +267,23 @@ fn bad_remote_settings_are_config_errors_at_engine_start() {
         assert!(report.message.contains(wanted), "{}", report.message);
     }
 }
+
+#[test]
+fn doctor_says_whether_the_bucket_answers() {
+    let s3 = S3Server::start();
+    for (bucket, answers) in [(BUCKET, true), ("no-such-bucket", false)] {
+        let mut config = EngineConfig::default();
+        config.cache.remote = Some(
+            serde_json::from_value(serde_json::json!({
+                "url": format!("s3://{bucket}/builds"),
+                "endpoint": s3.endpoint(),
+                "accessKeyId": "testing",
+                "secretAccessKey": "testing",
+            }))
+            .unwrap(),
+        );
+        let report = workz_build::engine::block_on(workz_build::doctor::diagnose(&config));
+        let check = report.checks.iter().find(|c| c.name.starts_with("object-store cache")).expect("a bucket check");
+        assert_eq!(check.found, answers, "{check:?}");
+    }
+}

@@ -199,7 +199,7 @@ fn run() -> u8 {
                 for check in &report.checks {
                     let status = if check.found { "ok     " } else { "missing" };
                     let detail = check.detail.as_deref().unwrap_or("");
-                    let needed = if check.found {
+                    let needed = if check.found || check.needed_by.is_empty() {
                         String::new()
                     } else {
                         format!("  (needed by {})", check.needed_by.join(", "))

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::EngineConfig;
+use crate::cache::{RedisCache, RedisTierSettings, RemoteCache, RemoteTierSettings};
+use crate::config::{EngineConfig, redact_url};
 use crate::context::HostRequirement;
 use crate::engine::EngineDirs;
 
@@ -144,6 +145,7 @@ pub async fn diagnose(config: &EngineConfig) -> DoctorReport {
             needed_by: needed("flutter", &["ios", "macos"]),
         });
     }
+    checks.extend(storage_checks(config).await);
     let disks = [("work", &dirs.work), ("cache", &dirs.cache), ("artifacts", &dirs.artifacts)]
         .into_iter()
         .map(|(role, path)| DiskSpace {
@@ -159,6 +161,66 @@ pub async fn diagnose(config: &EngineConfig) -> DoctorReport {
         disks,
         memory_available_bytes: memory_available(),
     }
+}
+
+/// Whether each shared store the config names answers from here. A cache tier rules no build
+/// out (builds go on without it, with a warning), so these name no target.
+async fn storage_checks(config: &EngineConfig) -> Vec<Check> {
+    let ttl = std::time::Duration::from_secs(config.build_system.cache_ttl);
+    let mut checks = Vec::new();
+    if let Some(redis) = &config.cache.redis {
+        let settings = RedisTierSettings {
+            url: redis.url.clone(),
+            key_prefix: redis.key_prefix.clone(),
+            ttl,
+            max_blob_bytes: redis.max_blob_bytes,
+        };
+        let answer = match RedisCache::new(settings) {
+            Ok(cache) => cache.ping().await,
+            Err(e) => Err(e),
+        };
+        checks.push(Check {
+            name: format!("redis cache at {}", redact_url(&redis.url)),
+            found: answer.is_ok(),
+            detail: Some(answer.map_or_else(|e| e.to_string(), |()| "answers".into())),
+            needed_by: Vec::new(),
+        });
+    }
+    if let Some(remote) = &config.cache.remote {
+        let settings = RemoteTierSettings {
+            url: remote.url.clone(),
+            endpoint: remote.endpoint.clone(),
+            region: remote.region.clone(),
+            access_key_id: remote.access_key_id.clone(),
+            secret_access_key: remote.secret_access_key.clone(),
+            read_only: remote.read_only,
+            ttl,
+        };
+        let answer = match RemoteCache::new(settings) {
+            Ok(cache) => cache.ping().await,
+            Err(e) => Err(e),
+        };
+        // Which credential variable is missing, when the config names none.
+        let missing: Vec<&str> = if remote.url.starts_with("s3:") && remote.access_key_id.is_none() {
+            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+                .into_iter()
+                .filter(|v| std::env::var_os(v).is_none())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut detail = answer.as_ref().map_or_else(|e| e.to_string(), |()| "answers".into());
+        if !missing.is_empty() {
+            detail.push_str(&format!(" (not set: {}; the config names no credentials either)", missing.join(", ")));
+        }
+        checks.push(Check {
+            name: format!("object-store cache at {}", remote.url),
+            found: answer.is_ok(),
+            detail: Some(detail),
+            needed_by: Vec::new(),
+        });
+    }
+    checks
 }
 
 #[cfg(test)]

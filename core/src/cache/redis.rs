@@ -129,6 +129,11 @@ impl RedisCache {
         self.failed(op, e)
     }
 
+    /// Whether the server answers (for `doctor`).
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        self.query::<String>("ping the server", &redis::cmd("PING")).await.map(|_| ())
+    }
+
     fn entry_key(&self, key: &CacheKey) -> String {
         format!("{}ac:{key}", self.settings.key_prefix)
     }

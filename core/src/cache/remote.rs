@@ -124,6 +124,14 @@ impl RemoteCache {
         Ok(RemoteCache { store, prefix, settings, present: Mutex::default(), counters: Counters::default() })
     }
 
+    /// Whether the bucket answers with these credentials (for `doctor`): one listing.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        match self.store.list(Some(&self.prefix)).next().await {
+            Some(Err(e)) => Err(self.failed("list the bucket", e)),
+            _ => Ok(()),
+        }
+    }
+
     fn failed(&self, op: &'static str, e: impl std::fmt::Display) -> CacheError {
         self.counters.error();
         CacheError::Backend { tier: TIER.into(), op, message: e.to_string() }
