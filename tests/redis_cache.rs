@@ -232,3 +232,19 @@ fn doctor_says_whether_redis_answers() {
         );
     }
 }
+
+#[test]
+fn a_local_hit_never_waits_on_redis() {
+    let mut redis = RedisServer::start();
+    let world = tempfile::tempdir().unwrap();
+    let dir = app(world.path(), "shop", "Shop");
+    let engine = machine(&world.path().join("m1"), &redis.url());
+    let first = build(&engine, &dir);
+    assert_eq!(first.status, BuildStatus::Succeeded, "{:?}", first.error);
+    // With Redis gone, a hit this machine's disk can answer is not slowed or warned about.
+    redis.kill();
+    let second = build(&engine, &dir);
+    assert_eq!(second.status, BuildStatus::Succeeded, "{:?}", second.error);
+    assert_eq!(second.cache.tier.as_deref(), Some("filesystem"));
+    assert!(second.warnings.is_empty(), "{:?}", second.warnings);
+}

@@ -355,8 +355,8 @@ pub(crate) fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::R
     std::fs::write(path, bytes)
 }
 
-/// The cache the config describes: memory, Redis, filesystem, object store (each if
-/// configured), read-only if asked.
+/// The cache the config describes, in read order: memory, filesystem, Redis, object store
+/// (each if configured), read-only if asked.
 pub fn from_config(config: &EngineConfig, cache_dir: &Path) -> Result<Option<Arc<dyn CacheBackend>>, CacheError> {
     let mut tiers: Vec<Arc<dyn CacheBackend>> = Vec::new();
     let ttl = Duration::from_secs(config.build_system.cache_ttl);
@@ -364,6 +364,12 @@ pub fn from_config(config: &EngineConfig, cache_dir: &Path) -> Result<Option<Arc
         let memory_ttl = ttl.min(Duration::from_secs(config.cache.memory.ttl));
         tiers.push(Arc::new(MemoryCache::new(config.cache.memory.max_bytes, memory_ttl)));
     }
+    if config.cache.filesystem.enabled {
+        tiers.push(Arc::new(FilesystemCache::open(&cache_dir.join("store"), ttl, config.cache.filesystem.max_bytes)?));
+    }
+    // The machine's own tiers are read first: a hit on this disk never waits on the network.
+    // The shared ones follow in the document's order (Redis, then the object store), and a
+    // hit there is copied into the tiers above.
     if let Some(redis) = &config.cache.redis {
         tiers.push(Arc::new(RedisCache::new(RedisTierSettings {
             url: redis.url.clone(),
@@ -371,9 +377,6 @@ pub fn from_config(config: &EngineConfig, cache_dir: &Path) -> Result<Option<Arc
             ttl: ttl.min(Duration::from_secs(redis.ttl)),
             max_blob_bytes: redis.max_blob_bytes,
         })?));
-    }
-    if config.cache.filesystem.enabled {
-        tiers.push(Arc::new(FilesystemCache::open(&cache_dir.join("store"), ttl, config.cache.filesystem.max_bytes)?));
     }
     if let Some(remote) = &config.cache.remote {
         tiers.push(Arc::new(RemoteCache::new(RemoteTierSettings {

@@ -13,7 +13,8 @@ use super::{
 use crate::digest::Digest;
 use crate::events::warn_current;
 
-/// Tiers in read order: fastest first (memory, then Redis, then filesystem, then remote).
+/// Tiers in read order: this machine's first (memory, filesystem), then the shared ones
+/// (Redis, the object store).
 pub struct TieredCache {
     tiers: Vec<Arc<dyn CacheBackend>>,
 }
