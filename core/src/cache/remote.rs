@@ -108,7 +108,10 @@ struct StoredEntry {
 
 /// The object-store tier.
 pub struct RemoteCache {
-    store: Arc<dyn ObjectStore>,
+    /// Made on first use: building an S3 client (its TLS setup) costs about a millisecond,
+    /// which a process served by its local tiers should not pay.
+    opened: std::sync::OnceLock<Arc<dyn ObjectStore>>,
+    /// Where the tier's objects are in the store (from the URL).
     prefix: ObjectPath,
     settings: RemoteTierSettings,
     /// Blobs this process knows are in the store (uploaded or seen): entries are written
@@ -118,15 +121,39 @@ pub struct RemoteCache {
 }
 
 impl RemoteCache {
+    /// A tier for `settings` (checked by the config already); the store is reached on first use.
     pub fn new(settings: RemoteTierSettings) -> Result<RemoteCache, CacheError> {
-        let (store, prefix) =
-            open_store(&settings).map_err(|message| CacheError::Backend { tier: TIER.into(), op: "open", message })?;
-        Ok(RemoteCache { store, prefix, settings, present: Mutex::default(), counters: Counters::default() })
+        let url = url::Url::parse(&settings.url).map_err(|e| CacheError::Backend {
+            tier: TIER.into(),
+            op: "open",
+            message: format!("{:?} is not a URL: {e}", settings.url),
+        })?;
+        // An s3:// URL's path is the prefix in its bucket; a file:// store is rooted at its path.
+        let prefix = match url.scheme() {
+            "s3" => ObjectPath::from(url.path().trim_matches('/')),
+            _ => ObjectPath::default(),
+        };
+        Ok(RemoteCache {
+            opened: std::sync::OnceLock::new(),
+            prefix,
+            settings,
+            present: Mutex::default(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The store, made on first use.
+    fn store(&self) -> Result<&Arc<dyn ObjectStore>, CacheError> {
+        if let Some(store) = self.opened.get() {
+            return Ok(store);
+        }
+        let (store, _) = open_store(&self.settings).map_err(|message| self.failed("open the store", message))?;
+        Ok(self.opened.get_or_init(|| store))
     }
 
     /// Whether the bucket answers with these credentials (for `doctor`): one listing.
     pub async fn ping(&self) -> Result<(), CacheError> {
-        match self.store.list(Some(&self.prefix)).next().await {
+        match self.store()?.list(Some(&self.prefix)).next().await {
             Some(Err(e)) => Err(self.failed("list the bucket", e)),
             _ => Ok(()),
         }
@@ -158,7 +185,7 @@ impl RemoteCache {
     }
 
     async fn read_entry(&self, path: &ObjectPath, key: Option<&CacheKey>) -> Result<Option<StoredEntry>, CacheError> {
-        let bytes = match self.store.get(path).await {
+        let bytes = match self.store()?.get(path).await {
             Ok(found) => found.bytes().await.map_err(|e| self.failed("read an entry", e))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.failed("look up an entry", e)),
@@ -168,7 +195,7 @@ impl RemoteCache {
             _ => {
                 self.counters.corrupt();
                 if !self.settings.read_only {
-                    let _ = self.store.delete(path).await;
+                    let _ = self.store()?.delete(path).await;
                 }
                 Ok(None)
             }
@@ -184,7 +211,7 @@ impl RemoteCache {
         if self.known(digest) {
             return Ok(true);
         }
-        match self.store.head(&self.blob_path(digest)).await {
+        match self.store()?.head(&self.blob_path(digest)).await {
             Ok(_) => {
                 self.mark_present(*digest);
                 Ok(true)
@@ -202,7 +229,7 @@ impl RemoteCache {
         let path = self.blob_path(&source.digest);
         let size = std::fs::metadata(&source.path).map_err(|e| CacheError::io(TIER, "read", &source.path, e))?.len();
         if size >= MULTIPART_FROM {
-            let upload = self.store.put_multipart(&path).await.map_err(|e| self.failed("upload a blob", e))?;
+            let upload = self.store()?.put_multipart(&path).await.map_err(|e| self.failed("upload a blob", e))?;
             let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
             let mut file =
                 std::fs::File::open(&source.path).map_err(|e| CacheError::io(TIER, "read", &source.path, e))?;
@@ -219,7 +246,7 @@ impl RemoteCache {
         } else {
             let bytes = std::fs::read(&source.path).map_err(|e| CacheError::io(TIER, "read", &source.path, e))?;
             let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-            match self.store.put_opts(&path, PutPayload::from(bytes), options).await {
+            match self.store()?.put_opts(&path, PutPayload::from(bytes), options).await {
                 Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(self.failed("upload a blob", e)),
             }
@@ -232,7 +259,7 @@ impl RemoteCache {
     /// Download one blob to its destination, verified on the way (`false`: missing or corrupt).
     async fn download(&self, want: &BlobRestore) -> Result<Option<u64>, CacheError> {
         let path = self.blob_path(&want.digest);
-        let found = match self.store.get(&path).await {
+        let found = match self.store()?.get(&path).await {
             Ok(found) => found,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.failed("download a blob", e)),
@@ -265,7 +292,7 @@ impl RemoteCache {
             let _ = std::fs::remove_file(&partial);
             self.counters.corrupt();
             if !self.settings.read_only {
-                let _ = self.store.delete(&path).await;
+                let _ = self.store()?.delete(&path).await;
             }
             self.present.lock().unwrap_or_else(|p| p.into_inner()).remove(&want.digest);
             return Ok(None);
@@ -278,7 +305,7 @@ impl RemoteCache {
 
     async fn list(&self, dir: &str) -> Result<Vec<object_store::ObjectMeta>, CacheError> {
         let prefix = self.prefix.clone().join(dir);
-        self.store.list(Some(&prefix)).try_collect().await.map_err(|e| self.failed("list objects", e))
+        self.store()?.list(Some(&prefix)).try_collect().await.map_err(|e| self.failed("list objects", e))
     }
 }
 
@@ -324,7 +351,7 @@ impl CacheBackend for RemoteCache {
         let json = serde_json::to_vec(&StoredEntry { entry: entry.clone(), components: components.cloned() })
             .map_err(|e| self.failed("encode an entry", e))?;
         let len = json.len() as u64;
-        self.store
+        self.store()?
             .put(&self.entry_path(&entry.key), PutPayload::from(json))
             .await
             .map_err(|e| self.failed("store an entry", e))?;
@@ -339,11 +366,11 @@ impl CacheBackend for RemoteCache {
     async fn remove_entry(&self, key: &CacheKey) -> Result<bool, CacheError> {
         self.writable()?;
         let path = self.entry_path(key);
-        match self.store.head(&path).await {
+        match self.store()?.head(&path).await {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.failed("remove an entry", e)),
             Ok(_) => {
-                self.store.delete(&path).await.map_err(|e| self.failed("remove an entry", e))?;
+                self.store()?.delete(&path).await.map_err(|e| self.failed("remove an entry", e))?;
                 Ok(true)
             }
         }
@@ -351,7 +378,7 @@ impl CacheBackend for RemoteCache {
 
     async fn get_blob(&self, digest: &Digest) -> Result<Option<Bytes>, CacheError> {
         let path = self.blob_path(digest);
-        let bytes = match self.store.get(&path).await {
+        let bytes = match self.store()?.get(&path).await {
             Ok(found) => found.bytes().await.map_err(|e| self.failed("read a blob", e))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.failed("read a blob", e)),
@@ -359,7 +386,7 @@ impl CacheBackend for RemoteCache {
         if Digest::of(&bytes) != *digest {
             self.counters.corrupt();
             if !self.settings.read_only {
-                let _ = self.store.delete(&path).await;
+                let _ = self.store()?.delete(&path).await;
             }
             return Ok(None);
         }
@@ -374,7 +401,7 @@ impl CacheBackend for RemoteCache {
         }
         let len = data.len() as u64;
         let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&self.blob_path(digest), PutPayload::from(data), options).await {
+        match self.store()?.put_opts(&self.blob_path(digest), PutPayload::from(data), options).await {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(self.failed("upload a blob", e)),
         }
@@ -418,7 +445,7 @@ impl CacheBackend for RemoteCache {
             if let Some(stored) = self.read_entry(&meta.location, None).await?
                 && stored.entry.matches(pattern)
             {
-                self.store.delete(&meta.location).await.map_err(|e| self.failed("remove an entry", e))?;
+                self.store()?.delete(&meta.location).await.map_err(|e| self.failed("remove an entry", e))?;
                 removed.push(stored.entry.key);
             }
         }
@@ -434,7 +461,7 @@ impl CacheBackend for RemoteCache {
             if let Some(stored) = self.read_entry(&meta.location, None).await?
                 && self.expired(&stored.entry)
             {
-                self.store.delete(&meta.location).await.map_err(|e| self.failed("prune an entry", e))?;
+                self.store()?.delete(&meta.location).await.map_err(|e| self.failed("prune an entry", e))?;
                 report.entries_removed += 1;
             }
         }
@@ -445,7 +472,7 @@ impl CacheBackend for RemoteCache {
         self.writable()?;
         for dir in ["ac", "cas"] {
             for meta in self.list(dir).await? {
-                self.store.delete(&meta.location).await.map_err(|e| self.failed("clear", e))?;
+                self.store()?.delete(&meta.location).await.map_err(|e| self.failed("clear", e))?;
             }
         }
         self.present.lock().unwrap_or_else(|p| p.into_inner()).clear();
