@@ -169,12 +169,7 @@ async fn storage_checks(config: &EngineConfig) -> Vec<Check> {
     let ttl = std::time::Duration::from_secs(config.build_system.cache_ttl);
     let mut checks = Vec::new();
     if let Some(redis) = &config.cache.redis {
-        let settings = RedisTierSettings {
-            url: redis.url.clone(),
-            key_prefix: redis.key_prefix.clone(),
-            ttl,
-            max_blob_bytes: redis.max_blob_bytes,
-        };
+        let settings = RedisTierSettings::of(redis, ttl);
         let answer = match RedisCache::new(settings) {
             Ok(cache) => cache.ping().await,
             Err(e) => Err(e),
@@ -187,15 +182,7 @@ async fn storage_checks(config: &EngineConfig) -> Vec<Check> {
         });
     }
     if let Some(remote) = &config.cache.remote {
-        let settings = RemoteTierSettings {
-            url: remote.url.clone(),
-            endpoint: remote.endpoint.clone(),
-            region: remote.region.clone(),
-            access_key_id: remote.access_key_id.clone(),
-            secret_access_key: remote.secret_access_key.clone(),
-            read_only: remote.read_only,
-            ttl,
-        };
+        let settings = RemoteTierSettings::of(remote, ttl);
         let answer = match RemoteCache::new(settings) {
             Ok(cache) => cache.ping().await,
             Err(e) => Err(e),

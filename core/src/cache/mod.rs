@@ -371,23 +371,10 @@ pub fn from_config(config: &EngineConfig, cache_dir: &Path) -> Result<Option<Arc
     // The shared ones follow in the document's order (Redis, then the object store), and a
     // hit there is copied into the tiers above.
     if let Some(redis) = &config.cache.redis {
-        tiers.push(Arc::new(RedisCache::new(RedisTierSettings {
-            url: redis.url.clone(),
-            key_prefix: redis.key_prefix.clone(),
-            ttl: ttl.min(Duration::from_secs(redis.ttl)),
-            max_blob_bytes: redis.max_blob_bytes,
-        })?));
+        tiers.push(Arc::new(RedisCache::new(RedisTierSettings::of(redis, ttl))?));
     }
     if let Some(remote) = &config.cache.remote {
-        tiers.push(Arc::new(RemoteCache::new(RemoteTierSettings {
-            url: remote.url.clone(),
-            endpoint: remote.endpoint.clone(),
-            region: remote.region.clone(),
-            access_key_id: remote.access_key_id.clone(),
-            secret_access_key: remote.secret_access_key.clone(),
-            read_only: remote.read_only,
-            ttl,
-        })?));
+        tiers.push(Arc::new(RemoteCache::new(RemoteTierSettings::of(remote, ttl))?));
     }
     let cache: Arc<dyn CacheBackend> = match tiers.len() {
         0 => return Ok(None),

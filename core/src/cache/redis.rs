@@ -46,6 +46,18 @@ pub struct RedisTierSettings {
     pub max_blob_bytes: u64,
 }
 
+impl RedisTierSettings {
+    /// The settings of `cache.redis`; keys never outlive `cache_ttl`.
+    pub fn of(config: &crate::config::RedisTierConfig, cache_ttl: Duration) -> RedisTierSettings {
+        RedisTierSettings {
+            url: config.url.clone(),
+            key_prefix: config.key_prefix.clone(),
+            ttl: cache_ttl.min(Duration::from_secs(config.ttl)),
+            max_blob_bytes: config.max_blob_bytes,
+        }
+    }
+}
+
 /// The Redis tier.
 pub struct RedisCache {
     client: redis::Client,

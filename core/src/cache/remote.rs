@@ -55,8 +55,23 @@ pub struct RemoteTierSettings {
     pub ttl: Duration,
 }
 
-/// An object store and the prefix under which the tier keeps its objects.
-pub(crate) fn open_store(settings: &RemoteTierSettings) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
+impl RemoteTierSettings {
+    /// The settings of `cache.remote`; entries expire after `cache_ttl`.
+    pub fn of(config: &crate::config::RemoteTierConfig, cache_ttl: Duration) -> RemoteTierSettings {
+        RemoteTierSettings {
+            url: config.url.clone(),
+            endpoint: config.endpoint.clone(),
+            region: config.region.clone(),
+            access_key_id: config.access_key_id.clone(),
+            secret_access_key: config.secret_access_key.clone(),
+            read_only: config.read_only,
+            ttl: cache_ttl,
+        }
+    }
+}
+
+/// The object store `settings.url` names (the tier's prefix in it comes from the URL's path).
+fn open_store(settings: &RemoteTierSettings) -> Result<Arc<dyn ObjectStore>, String> {
     let url = url::Url::parse(&settings.url).map_err(|e| format!("{:?} is not a URL: {e}", settings.url))?;
     match url.scheme() {
         "s3" => {
@@ -88,13 +103,13 @@ pub(crate) fn open_store(settings: &RemoteTierSettings) -> Result<(Arc<dyn Objec
                 builder = builder.with_secret_access_key(secret);
             }
             let store = builder.build().map_err(|e| e.to_string())?;
-            Ok((Arc::new(store), ObjectPath::from(url.path().trim_matches('/'))))
+            Ok(Arc::new(store))
         }
         "file" => {
             let dir = url.to_file_path().map_err(|()| format!("{:?} is not a local path", settings.url))?;
             std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| e.to_string())?;
-            Ok((Arc::new(store), ObjectPath::default()))
+            Ok(Arc::new(store))
         }
         other => Err(format!("the scheme {other}:// is not supported (use s3:// or file://)")),
     }
@@ -147,7 +162,7 @@ impl RemoteCache {
         if let Some(store) = self.opened.get() {
             return Ok(store);
         }
-        let (store, _) = open_store(&self.settings).map_err(|message| self.failed("open the store", message))?;
+        let store = open_store(&self.settings).map_err(|message| self.failed("open the store", message))?;
         Ok(self.opened.get_or_init(|| store))
     }
 
