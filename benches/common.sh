@@ -28,3 +28,23 @@ peak_rss_mb() {
 median_ms() {
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]; print("%.1f" % (r["median"]*1000))' "$1" "$2"
 }
+
+# A static app of 1,000 pages of varied sizes (the same one every time), at $1.
+make_static_1k() {
+  if [ ! -f "$1/workz.json" ]; then
+    rm -rf "$1"
+    python3 - "$1" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(7)
+os.makedirs(root)
+open(os.path.join(root, "workz.json"), "w").write('{"name": "Thousand Pages", "version": "1.0.0", "appType": "static"}')
+open(os.path.join(root, "index.html"), "w").write("<!doctype html><title>1k</title><h1>index</h1>")
+for i in range(999):
+    d = os.path.join(root, "pages", str(i // 100))
+    os.makedirs(d, exist_ok=True)
+    body = "".join(f"<p>page {i} paragraph {j}: lorem ipsum dolor sit amet</p>\n" for j in range(rng.randint(5, 100)))
+    open(os.path.join(d, f"p{i}.html"), "w").write(body)
+PY
+  fi
+}

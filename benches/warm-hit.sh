@@ -2,23 +2,8 @@
 # A warm cache hit of a 1,000-file static app, as a whole `workz-build build` process.
 source "$(dirname "$0")/common.sh"
 
+make_static_1k "$WORK/static-1k"
 APP="$WORK/static-1k"
-if [ ! -f "$APP/workz.json" ]; then
-  rm -rf "$APP"
-  python3 - "$APP" <<'PY'
-import os, random, sys
-root = sys.argv[1]
-rng = random.Random(7)
-os.makedirs(root)
-open(os.path.join(root, "workz.json"), "w").write('{"name": "Thousand Pages", "version": "1.0.0", "appType": "static"}')
-open(os.path.join(root, "index.html"), "w").write("<!doctype html><title>1k</title><h1>index</h1>")
-for i in range(999):
-    d = os.path.join(root, "pages", str(i // 100))
-    os.makedirs(d, exist_ok=True)
-    body = "".join(f"<p>page {i} paragraph {j}: lorem ipsum dolor sit amet</p>\n" for j in range(rng.randint(5, 100)))
-    open(os.path.join(d, f"p{i}.html"), "w").write(body)
-PY
-fi
 export WORKZ_CACHE_DIR="$WORK/warm-cache" WORKZ_ARTIFACTS_DIR="$WORK/warm-artifacts"
 rm -rf "$WORKZ_CACHE_DIR" "$WORKZ_ARTIFACTS_DIR"
 "$WORKZ" build "$APP" --json > "$WORK/cold.json"

@@ -295,3 +295,49 @@ fn without_target_every_configured_target_builds_and_reports_its_own_result() {
     assert_eq!(one["target"], "web");
     assert_eq!(one["cache"]["hit"], true);
 }
+
+#[path = "support/s3.rs"]
+mod s3;
+
+#[test]
+fn a_bucket_without_credentials_stops_the_engine_at_start_naming_the_variable() {
+    let server = s3::S3Server::start();
+    let world = World::new();
+    let good = world.app("good", STATIC_APP);
+    let config = world.path().join("engine.json");
+    let deploy = serde_json::json!({"storage": {"deploy": [{
+        "name": "cdn", "url": format!("s3://{}/sites", s3::BUCKET), "endpoint": server.endpoint(),
+    }]}});
+    std::fs::write(&config, deploy.to_string()).unwrap();
+    let started = std::time::Instant::now();
+    let out = world
+        .command()
+        .args(["build", good.to_str().unwrap(), "--json", "--config", config.to_str().unwrap()])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    assert_eq!(r["error"]["code"], "config_invalid");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(message.contains("storage.deploy.0") && message.contains("AWS_ACCESS_KEY_ID"), "{message}");
+    assert!(r["error"]["hint"].is_string());
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+
+    // With the variables set, the same config builds and publishes.
+    let out = world
+        .command()
+        .args(["build", good.to_str().unwrap(), "--json", "--config", config.to_str().unwrap()])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    let r = json(&out);
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["artifacts"]["deployments"][0]["destination"], "cdn");
+}

@@ -3,100 +3,27 @@
 //! free loopback port): two machines sharing a bucket, corrupt objects, the server stopped
 //! mid-build, entries never ahead of their blobs, bad settings.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use object_store::ObjectStoreExt;
 use workz_build::cache::{CacheBackend, CacheEntry, CacheKey, RemoteCache, RemoteTierSettings};
 use workz_build::{BuildRequest, BuildResult, BuildStatus, Digest, Engine, EngineConfig};
 
-const BUCKET: &str = "workz-cache";
+#[path = "support/s3.rs"]
+mod s3;
 
-/// A `moto_server` of this test's own (in memory), stopped when dropped.
-struct S3Server {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl S3Server {
-    fn start() -> S3Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = S3Server { port, child: None };
-        server.restart();
-        server
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// (Re)start on the same port, with an empty bucket.
-    fn restart(&mut self) {
-        let program = std::env::var("WORKZ_TEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program} must be installed (scripts/test.sh installs moto[server]): {e}"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(reply) = self.request("PUT", &format!("/{BUCKET}"), b"") {
-                assert!(reply.starts_with("HTTP/1.1 200"), "creating the bucket: {reply}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "moto_server did not answer on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// One plain HTTP request (moto accepts unsigned ones); the raw reply.
-    fn request(&self, method: &str, path: &str, body: &[u8]) -> Option<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.port,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).ok()?;
-        stream.write_all(body).ok()?;
-        let mut reply = Vec::new();
-        stream.read_to_end(&mut reply).ok()?;
-        Some(String::from_utf8_lossy(&reply).into_owned())
-    }
-
-    /// Keys under `prefix` in the bucket.
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        let reply = self.request("GET", &format!("/{BUCKET}?list-type=2&prefix={prefix}"), b"").unwrap_or_default();
-        reply.split("<Key>").skip(1).filter_map(|s| s.split_once("</Key>")).map(|(k, _)| k.to_string()).collect()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use s3::{BUCKET, S3Server};
 
 fn settings(s3: &S3Server) -> RemoteTierSettings {
     RemoteTierSettings {
-        url: format!("s3://{BUCKET}/builds"),
-        endpoint: Some(s3.endpoint()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("testing".into()),
-        secret_access_key: Some("testing".into()),
+        location: workz_build::objects::ObjectLocation {
+            url: format!("s3://{BUCKET}/builds"),
+            endpoint: Some(s3.endpoint()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("testing".into()),
+            secret_access_key: Some("testing".into()),
+        },
         read_only: false,
         ttl: Duration::from_secs(3600),
     }

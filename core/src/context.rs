@@ -17,9 +17,9 @@ use crate::config::{AppConfig, AppType, EngineConfig};
 use crate::error::{BuildError, Error, Result};
 use crate::events::{BuildEvent, EventEmitter};
 use crate::process::ProcessRunner;
-use crate::result::{StageTimings, Warning};
+use crate::result::{Deployment, StageTimings, Warning};
 use crate::source::SourceTree;
-use crate::store::{ArtifactStore, Release};
+use crate::store::{ArtifactStore, Destination, Release};
 
 /// What a build asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +94,8 @@ pub struct Services {
     pub config: Arc<EngineConfig>,
     pub cache: Option<Arc<dyn CacheBackend>>,
     pub store: Arc<dyn ArtifactStore>,
+    /// Where releases are published besides `store` (`storage.deploy`).
+    pub destinations: Arc<[Arc<Destination>]>,
     pub platforms: Arc<PlatformRegistry>,
     /// Where build directories are made.
     pub work_root: PathBuf,
@@ -128,6 +130,8 @@ pub struct BuildContext {
     pub release: Option<Release>,
     /// The cache hit was served by the app's identical latest release: nothing was copied.
     pub reused_release: bool,
+    /// The destinations that serve the release.
+    pub deployments: Vec<Deployment>,
     pub warnings: Vec<Warning>,
     pub timings: StageTimings,
 }
@@ -163,6 +167,7 @@ impl BuildContext {
             files: Vec::new(),
             release: None,
             reused_release: false,
+            deployments: Vec::new(),
             warnings: Vec::new(),
             timings: StageTimings::default(),
         }

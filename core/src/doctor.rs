@@ -5,10 +5,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{RedisCache, RedisTierSettings, RemoteCache, RemoteTierSettings};
+use crate::cache::{RedisCache, RedisTierSettings};
 use crate::config::{EngineConfig, redact_url};
 use crate::context::HostRequirement;
 use crate::engine::EngineDirs;
+use crate::objects::{ObjectLocation, Unanswered};
 
 /// One thing the doctor looked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,32 +183,29 @@ async fn storage_checks(config: &EngineConfig) -> Vec<Check> {
         });
     }
     if let Some(remote) = &config.cache.remote {
-        let settings = RemoteTierSettings::of(remote, ttl);
-        let answer = match RemoteCache::new(settings) {
-            Ok(cache) => cache.ping().await,
-            Err(e) => Err(e),
-        };
-        // Which credential variable is missing, when the config names none.
-        let missing: Vec<&str> = if remote.url.starts_with("s3:") && remote.access_key_id.is_none() {
-            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
-                .into_iter()
-                .filter(|v| std::env::var_os(v).is_none())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut detail = answer.as_ref().map_or_else(|e| e.to_string(), |()| "answers".into());
-        if !missing.is_empty() {
-            detail.push_str(&format!(" (not set: {}; the config names no credentials either)", missing.join(", ")));
-        }
-        checks.push(Check {
-            name: format!("object-store cache at {}", remote.url),
-            found: answer.is_ok(),
-            detail: Some(detail),
-            needed_by: Vec::new(),
-        });
+        checks.push(bucket_check(format!("object-store cache at {}", remote.url), &remote.location()).await);
+    }
+    for destination in &config.storage.deploy {
+        let name = format!("release destination {} at {}", destination.name, destination.url);
+        checks.push(bucket_check(name, &destination.location()).await);
     }
     checks
+}
+
+/// Whether a bucket (or directory) answers with the credentials it would be given, and which
+/// credential variable is unset when the config names none.
+async fn bucket_check(name: String, location: &ObjectLocation) -> Check {
+    let answer = location.check(std::time::Duration::from_secs(10)).await;
+    let mut detail = match &answer {
+        Ok(()) => "answers".to_string(),
+        Err(Unanswered::NoBucket(e)) => format!("no such bucket: {e}"),
+        Err(Unanswered::Credentials(e) | Unanswered::Unreachable(e)) => e.clone(),
+    };
+    let missing = location.missing_credential_vars();
+    if !missing.is_empty() && !detail.contains(missing[0]) {
+        detail.push_str(&format!(" (not set: {}; the config names no credentials either)", missing.join(", ")));
+    }
+    Check { name, found: answer.is_ok(), detail: Some(detail), needed_by: Vec::new() }
 }
 
 #[cfg(test)]

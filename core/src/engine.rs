@@ -170,6 +170,7 @@ impl EngineSetup {
         let config = Arc::new(self.config);
         config.validate("engine config")?;
         let dirs = EngineDirs::resolve(&config);
+        check_buckets(&config, &dirs)?;
         let io = |what: &str, path: &Path, e: std::io::Error| {
             Error::Store(crate::store::StoreError::Io {
                 op: "create",
@@ -195,6 +196,7 @@ impl EngineSetup {
                 config: config.clone(),
                 cache,
                 store,
+                destinations: crate::store::Destination::all(&config).into(),
                 platforms: Arc::new(self.platforms),
                 work_root: dirs.work.clone(),
                 state_dir: dirs.cache.clone(),
@@ -415,6 +417,30 @@ impl Engine {
     }
 }
 
+/// An unknown bucket or missing credentials stop the engine at start, not a build midway.
+fn check_buckets(config: &EngineConfig, dirs: &EngineDirs) -> Result<()> {
+    use crate::objects::Unanswered;
+    let mut locations = Vec::new();
+    if let Some(remote) = &config.cache.remote {
+        locations.push(("cache.remote".to_string(), remote.location()));
+    }
+    for (i, destination) in config.storage.deploy.iter().enumerate() {
+        locations.push((format!("storage.deploy.{i}"), destination.location()));
+    }
+    if locations.is_empty() {
+        return Ok(());
+    }
+    let memo = dirs.cache.join("checked-buckets");
+    crate::objects::check_at_start(&locations, &memo).map_err(|(at, problem)| {
+        let (path, message) = match problem {
+            Unanswered::NoBucket(e) => (format!("{at}.url"), format!("no such bucket at this endpoint ({e})")),
+            Unanswered::Credentials(e) => (at, e),
+            Unanswered::Unreachable(e) => (at, e),
+        };
+        crate::config::ConfigError::invalid("engine config", path, message).into()
+    })
+}
+
 /// Run a future to completion from synchronous code.
 pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     match tokio::runtime::Handle::try_current() {
@@ -545,6 +571,7 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
             false => Vec::new(),
         },
         reused: ctx.reused_release,
+        deployments: ctx.deployments.clone(),
     });
     let app = ctx.app.as_ref();
     let record = BuildRecord {

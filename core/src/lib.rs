@@ -27,6 +27,7 @@ pub mod events;
 pub mod explain;
 pub mod files;
 pub mod history;
+pub mod objects;
 pub mod output;
 pub mod pipeline;
 pub mod process;

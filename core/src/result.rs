@@ -99,6 +99,19 @@ pub struct Artifacts {
     pub files: Vec<ArtifactRef>,
     /// True when a cache hit was served by the app's identical latest release (no new copy).
     pub reused: bool,
+    /// Where the release went besides the artifacts directory (`storage.deploy`), in the
+    /// config's order; a backup that failed is not listed (its warning says why).
+    #[serde(default)]
+    pub deployments: Vec<Deployment>,
+}
+
+/// A release destination that serves the build's release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The destination's `name`.
+    pub destination: String,
+    /// Where the release is read from (under the destination's `publicUrl` when it has one).
+    pub url: String,
 }
 
 /// The outcome of one build.
@@ -140,6 +153,7 @@ impl BuildResult {
                 size: a.size,
                 files: Vec::new(),
                 reused: a.reused,
+                deployments: a.deployments.clone(),
             }),
             timings: timings.clone(),
             duration: *duration,

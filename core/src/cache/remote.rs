@@ -14,7 +14,7 @@
 //! (unless the tier is read-only) so that the next store replaces it.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -31,24 +31,17 @@ use super::{
     RestoreReport, TierStats, TierUsage, unix_now,
 };
 use crate::digest::Digest;
+use crate::objects::{ObjectLocation, OpenedStore, upload_file};
 
 const TIER: &str = "remote";
 /// Transfers at once, each way.
 const CONCURRENCY: usize = 16;
-/// Blobs from this size on are uploaded in parts, streamed from their file.
-const MULTIPART_FROM: u64 = 16 << 20;
-const PART_BYTES: usize = 8 << 20;
 
 /// Where the tier lives and how to reach it.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteTierSettings {
-    /// `s3://bucket/prefix` or `file:///dir`.
-    pub url: String,
-    /// An S3-compatible endpoint other than AWS (`http://127.0.0.1:9000`).
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
+    /// The bucket and prefix (`s3://bucket/prefix`) or directory (`file:///dir`).
+    pub location: ObjectLocation,
     /// Serve hits, never write.
     pub read_only: bool,
     /// Entries older than this are misses (and go at the next prune).
@@ -58,60 +51,7 @@ pub struct RemoteTierSettings {
 impl RemoteTierSettings {
     /// The settings of `cache.remote`; entries expire after `cache_ttl`.
     pub fn of(config: &crate::config::RemoteTierConfig, cache_ttl: Duration) -> RemoteTierSettings {
-        RemoteTierSettings {
-            url: config.url.clone(),
-            endpoint: config.endpoint.clone(),
-            region: config.region.clone(),
-            access_key_id: config.access_key_id.clone(),
-            secret_access_key: config.secret_access_key.clone(),
-            read_only: config.read_only,
-            ttl: cache_ttl,
-        }
-    }
-}
-
-/// The object store `settings.url` names (the tier's prefix in it comes from the URL's path).
-fn open_store(settings: &RemoteTierSettings) -> Result<Arc<dyn ObjectStore>, String> {
-    let url = url::Url::parse(&settings.url).map_err(|e| format!("{:?} is not a URL: {e}", settings.url))?;
-    match url.scheme() {
-        "s3" => {
-            let bucket = url
-                .host_str()
-                .filter(|b| b.len() >= 3)
-                .ok_or("an s3:// URL names its bucket (3 characters or more)")?;
-            let client = object_store::ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(60))
-                .with_allow_http(settings.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
-            let retry = object_store::RetryConfig {
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(20),
-                ..Default::default()
-            };
-            let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_client_options(client)
-                .with_retry(retry);
-            if let Some(endpoint) = &settings.endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            builder = builder.with_region(settings.region.clone().unwrap_or_else(|| "us-east-1".into()));
-            if let Some(key) = &settings.access_key_id {
-                builder = builder.with_access_key_id(key);
-            }
-            if let Some(secret) = &settings.secret_access_key {
-                builder = builder.with_secret_access_key(secret);
-            }
-            let store = builder.build().map_err(|e| e.to_string())?;
-            Ok(Arc::new(store))
-        }
-        "file" => {
-            let dir = url.to_file_path().map_err(|()| format!("{:?} is not a local path", settings.url))?;
-            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| e.to_string())?;
-            Ok(Arc::new(store))
-        }
-        other => Err(format!("the scheme {other}:// is not supported (use s3:// or file://)")),
+        RemoteTierSettings { location: config.location(), read_only: config.read_only, ttl: cache_ttl }
     }
 }
 
@@ -125,8 +65,8 @@ struct StoredEntry {
 pub struct RemoteCache {
     /// Made on first use: building an S3 client (its TLS setup) costs about a millisecond,
     /// which a process served by its local tiers should not pay.
-    opened: std::sync::OnceLock<Arc<dyn ObjectStore>>,
-    /// Where the tier's objects are in the store (from the URL).
+    opened: std::sync::OnceLock<OpenedStore>,
+    /// Where the tier's objects are in the store (the URL's path).
     prefix: ObjectPath,
     settings: RemoteTierSettings,
     /// Blobs this process knows are in the store (uploaded or seen): entries are written
@@ -138,19 +78,9 @@ pub struct RemoteCache {
 impl RemoteCache {
     /// A tier for `settings` (checked by the config already); the store is reached on first use.
     pub fn new(settings: RemoteTierSettings) -> Result<RemoteCache, CacheError> {
-        let url = url::Url::parse(&settings.url).map_err(|e| CacheError::Backend {
-            tier: TIER.into(),
-            op: "open",
-            message: format!("{:?} is not a URL: {e}", settings.url),
-        })?;
-        // An s3:// URL's path is the prefix in its bucket; a file:// store is rooted at its path.
-        let prefix = match url.scheme() {
-            "s3" => ObjectPath::from(url.path().trim_matches('/')),
-            _ => ObjectPath::default(),
-        };
         Ok(RemoteCache {
             opened: std::sync::OnceLock::new(),
-            prefix,
+            prefix: settings.location.prefix(),
             settings,
             present: Mutex::default(),
             counters: Counters::default(),
@@ -158,20 +88,16 @@ impl RemoteCache {
     }
 
     /// The store, made on first use.
-    fn store(&self) -> Result<&Arc<dyn ObjectStore>, CacheError> {
-        if let Some(store) = self.opened.get() {
-            return Ok(store);
+    fn opened(&self) -> Result<&OpenedStore, CacheError> {
+        if let Some(opened) = self.opened.get() {
+            return Ok(opened);
         }
-        let store = open_store(&self.settings).map_err(|message| self.failed("open the store", message))?;
-        Ok(self.opened.get_or_init(|| store))
+        let opened = self.settings.location.open().map_err(|message| self.failed("open the store", message))?;
+        Ok(self.opened.get_or_init(|| opened))
     }
 
-    /// Whether the bucket answers with these credentials (for `doctor`): one listing.
-    pub async fn ping(&self) -> Result<(), CacheError> {
-        match self.store()?.list(Some(&self.prefix)).next().await {
-            Some(Err(e)) => Err(self.failed("list the bucket", e)),
-            _ => Ok(()),
-        }
+    fn store(&self) -> Result<&Arc<dyn ObjectStore>, CacheError> {
+        Ok(&self.opened()?.store)
     }
 
     fn failed(&self, op: &'static str, e: impl std::fmt::Display) -> CacheError {
@@ -242,30 +168,9 @@ impl RemoteCache {
             return Ok(());
         }
         let path = self.blob_path(&source.digest);
-        let size = std::fs::metadata(&source.path).map_err(|e| CacheError::io(TIER, "read", &source.path, e))?.len();
-        if size >= MULTIPART_FROM {
-            let upload = self.store()?.put_multipart(&path).await.map_err(|e| self.failed("upload a blob", e))?;
-            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-            let mut file =
-                std::fs::File::open(&source.path).map_err(|e| CacheError::io(TIER, "read", &source.path, e))?;
-            let mut buf = vec![0u8; PART_BYTES];
-            loop {
-                writer.wait_for_capacity(2).await.map_err(|e| self.failed("upload a blob", e))?;
-                let n = file.read(&mut buf).map_err(|e| CacheError::io(TIER, "read", &source.path, e))?;
-                if n == 0 {
-                    break;
-                }
-                writer.write(&buf[..n]);
-            }
-            writer.finish().await.map_err(|e| self.failed("upload a blob", e))?;
-        } else {
-            let bytes = std::fs::read(&source.path).map_err(|e| CacheError::io(TIER, "read", &source.path, e))?;
-            let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-            match self.store()?.put_opts(&path, PutPayload::from(bytes), options).await {
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(self.failed("upload a blob", e)),
-            }
-        }
+        let size = upload_file(self.store()?.as_ref(), &path, &source.path, Attributes::new(), true)
+            .await
+            .map_err(|e| self.failed("upload a blob", e))?;
         self.counters.written(size);
         self.mark_present(source.digest);
         Ok(())

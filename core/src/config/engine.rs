@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::app::AppType;
 use super::{ConfigError, Parsed, parse_json};
+use crate::objects::{LocationField, ObjectLocation};
 
 /// The engine's configuration: the document's global build configuration plus our sections.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -98,8 +99,44 @@ impl EngineConfig {
                 ));
             }
         }
-        if let Some((key, message)) = self.cache.remote.as_ref().and_then(RemoteTierConfig::problem) {
+        if let Some((key, message)) =
+            self.cache.remote.as_ref().and_then(|remote| location_problem("cache.remote", &remote.location()))
+        {
             return Err(ConfigError::invalid(file, key, message));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, destination) in self.storage.deploy.iter().enumerate() {
+            let at = format!("storage.deploy.{i}");
+            if let Some((key, message)) = location_problem(&at, &destination.location()) {
+                return Err(ConfigError::invalid(file, key, message));
+            }
+            let name = &destination.name;
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !name_ok {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{at}.name"),
+                    format!("expected a name of letters, digits, '-', '_' or '.' (64 at most), found {name:?}"),
+                ));
+            }
+            if !names.insert(name.as_str()) {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{at}.name"),
+                    format!("expected a name no other destination has, found {name:?} twice"),
+                ));
+            }
+            if let Some(public) = &destination.public_url
+                && !url::Url::parse(public).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+            {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{at}.publicUrl"),
+                    format!("expected an http:// or https:// URL, found {public:?}"),
+                ));
+            }
         }
         for (i, pattern) in self.cache.env_allow_list.iter().enumerate() {
             if pattern.is_empty() || pattern.contains('=') || pattern.contains('\0') {
@@ -446,31 +483,24 @@ pub struct RemoteTierConfig {
 }
 
 impl RemoteTierConfig {
-    /// What is wrong with the settings, found without a request (`(key, message)`).
-    fn problem(&self) -> Option<(&'static str, String)> {
-        let url = match url::Url::parse(&self.url) {
-            Ok(url) => url,
-            Err(e) => {
-                return Some((
-                    "cache.remote.url",
-                    format!("expected s3://bucket/prefix or file:///dir, found {:?} ({e})", self.url),
-                ));
-            }
-        };
-        match url.scheme() {
-            "s3" if url.host_str().is_none_or(|b| b.len() < 3 || b.len() > 63) => {
-                Some(("cache.remote.url", format!("expected a bucket name of 3 to 63 characters in {:?}", self.url)))
-            }
-            "s3" | "file" => match (&self.access_key_id, &self.secret_access_key) {
-                (Some(_), None) | (None, Some(_)) => Some((
-                    "cache.remote",
-                    "expected both accessKeyId and secretAccessKey, or neither (then AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the machine's role)".into(),
-                )),
-                _ => None,
-            },
-            other => Some(("cache.remote.url", format!("expected an s3:// or file:// URL, found the scheme {other}://"))),
+    /// Where the tier's store is.
+    pub fn location(&self) -> ObjectLocation {
+        ObjectLocation {
+            url: self.url.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
         }
     }
+}
+
+/// The JSON path and message of what is wrong with a store location at `at`.
+fn location_problem(at: &str, location: &ObjectLocation) -> Option<(String, String)> {
+    location.problem().map(|(field, message)| match field {
+        LocationField::Url => (format!("{at}.url"), message),
+        LocationField::Credentials => (at.to_string(), message),
+    })
 }
 
 /// The on-disk tier (the document's L3).
@@ -498,6 +528,43 @@ pub struct StorageConfig {
     pub work_dir: Option<PathBuf>,
     /// Keep build directories after the build (for debugging).
     pub keep_build_dirs: bool,
+    /// Where releases are published besides the artifacts directory: CDN origins (buckets or
+    /// directories) and backups.
+    pub deploy: Vec<DeployDestinationConfig>,
+}
+
+/// One release destination (`storage.deploy[]`): a bucket (`s3://bucket/prefix`) or a
+/// directory (`file:///dir`). A release is `<prefix>/<app>/<version>/<build_id>/…`, and
+/// `<prefix>/<app>/latest.json` (per target for a multi-target app) names the current one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DeployDestinationConfig {
+    /// Names the destination in results and messages.
+    pub name: String,
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Where the destination's objects are served (`https://cdn.example.com/sites`): release
+    /// URLs in results are made from it.
+    pub public_url: Option<String>,
+    /// A failed publish to a backup is a warning; to any other destination it fails the build.
+    pub backup: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+}
+
+impl DeployDestinationConfig {
+    pub fn location(&self) -> ObjectLocation {
+        ObjectLocation {
+            url: self.url.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        }
+    }
 }
 
 /// Ours: limits on what a build may take in.

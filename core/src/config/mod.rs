@@ -61,7 +61,7 @@ impl crate::report::ErrorCode for ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(file: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(file: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid { file: file.to_string(), path: path.into(), message: message.into() }
     }
 }
