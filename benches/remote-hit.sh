@@ -7,7 +7,8 @@
 #  2. a local hit with Redis and the object store configured, against the same hit without them
 #     (the shared tiers must not be consulted when a local tier answers).
 # The S3 server is moto (from PyPI, in the test virtualenv), Redis is Debian's, both on free
-# loopback ports, stopped at the end.
+# loopback ports, stopped at the end. (rclone runs without AWS_CA_BUNDLE: it refuses a custom CA
+# bundle for plain-HTTP endpoints.)
 source "$(dirname "$0")/common.sh"
 need_apt rclone redis-server curl
 
@@ -56,7 +57,7 @@ blobs=$(curl -s "$ENDPOINT/bench?list-type=2&prefix=builds/cas/&max-keys=5000" |
 # Machine 2: empty cache and artifacts before every run.
 M2="$WORK/remote-m2"
 RCLONE_DEST="$WORK/remote-rclone" AWS_DEST="$WORK/remote-aws"
-RCLONE_SRC=":s3,provider=Other,endpoint=$ENDPOINT,access_key_id=testing,secret_access_key=testing:bench/builds/cas"
+RCLONE="env -u AWS_CA_BUNDLE RCLONE_CONFIG=/dev/null RCLONE_S3_PROVIDER=Other RCLONE_S3_ENDPOINT=$ENDPOINT RCLONE_S3_ACCESS_KEY_ID=testing RCLONE_S3_SECRET_ACCESS_KEY=testing rclone"
 rm -rf "$M2"
 WORKZ_CACHE_DIR="$M2/cache" WORKZ_ARTIFACTS_DIR="$M2/artifacts" "$WORKZ" build "$APP" --config "$REMOTE_ONLY" --json > "$WORK/remote-m2.json"
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["cache"]["tier"] == "remote", r["cache"]; print("machine 2: hit from", r["cache"]["tier"], file=sys.stderr)' "$WORK/remote-m2.json"
@@ -64,7 +65,7 @@ hyperfine -N --warmup 1 --runs 10 --export-json "$WORK/remote-hit.json" \
   -n "workz-build, second machine's first hit" --prepare "rm -rf $M2" \
   "env WORKZ_CACHE_DIR=$M2/cache WORKZ_ARTIFACTS_DIR=$M2/artifacts $WORKZ build $APP --config $REMOTE_ONLY" \
   -n "rclone copy --transfers 32" --prepare "rm -rf $RCLONE_DEST" \
-  "rclone copy --transfers 32 --checkers 32 $RCLONE_SRC $RCLONE_DEST" \
+  "$RCLONE copy --transfers 32 --checkers 32 :s3:bench/builds/cas $RCLONE_DEST" \
   -n "aws s3 sync" --prepare "rm -rf $AWS_DEST" \
   "$AWS --endpoint-url $ENDPOINT s3 sync s3://bench/builds/cas $AWS_DEST --only-show-errors" >&2
 ours=$(median_ms "$WORK/remote-hit.json" 0)

@@ -341,3 +341,34 @@ fn a_bucket_without_credentials_stops_the_engine_at_start_naming_the_variable() 
     assert_eq!(r["status"], "succeeded", "{r}");
     assert_eq!(r["artifacts"]["deployments"][0]["destination"], "cdn");
 }
+
+#[test]
+fn cache_warm_rebuilds_the_most_built_apps_of_the_history() {
+    let world = World::new();
+    let docs = world.app("docs", STATIC_APP);
+    let shop = world.app("shop", r#"{"name": "Shop", "appType": "static"}"#);
+    for dir in [&docs, &docs, &shop] {
+        assert!(world.run(&["build", dir.to_str().unwrap()]).status.success());
+    }
+    let warmed = json(&world.run(&["cache", "warm", "--json"]));
+    let rows: Vec<(&str, &str)> = warmed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["app"].as_str().unwrap(), w["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, [("docs-site", "cached"), ("shop", "cached")], "{warmed}");
+
+    assert!(world.run(&["cache", "clear"]).status.success());
+    let out = world.run(&["cache", "warm", "--top", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("docs-site (web): built"), "the most built app only: {text}");
+    let explained = json(&world.run(&["explain", docs.to_str().unwrap(), "--json"]));
+    assert_eq!(explained["would_hit"], true, "{explained}");
+
+    let empty = World::new();
+    let out = empty.run(&["cache", "warm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no apps to warm"));
+}

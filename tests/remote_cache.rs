@@ -214,3 +214,53 @@ fn doctor_says_whether_the_bucket_answers() {
         assert_eq!(check.found, answers, "{check:?}");
     }
 }
+
+#[test]
+fn a_remote_hit_is_copied_to_this_machines_disk_in_the_background() {
+    let mut s3 = S3Server::start();
+    let world = tempfile::tempdir().unwrap();
+    let dir = app(world.path(), "shop");
+    let first = build(&machine(&world.path().join("m1"), &s3), &dir);
+    assert_eq!(first.status, BuildStatus::Succeeded, "{:?}", first.error);
+    let m2 = machine(&world.path().join("m2"), &s3);
+    let second = build(&m2, &dir);
+    assert_eq!(second.cache.tier.as_deref(), Some("remote"), "{:?}", second.cache);
+    workz_build::engine::block_on(m2.flush());
+
+    // The bucket gone and the release removed, machine 2 restores the build from its own disk.
+    s3.stop();
+    std::fs::remove_dir_all(world.path().join("m2/artifacts")).unwrap();
+    let third = build(&machine(&world.path().join("m2"), &s3), &dir);
+    assert_eq!(third.status, BuildStatus::Succeeded, "{:?}", third.error);
+    assert_eq!(third.cache.tier.as_deref(), Some("filesystem"), "{:?}", third.cache);
+    assert_eq!(release_files(&third), release_files(&first));
+    assert!(third.warnings.is_empty(), "{:?}", third.warnings);
+}
+
+#[test]
+fn cache_warm_pulls_what_only_the_bucket_has_and_builds_what_no_tier_has() {
+    use workz_build::warm::{WarmOptions, WarmOutcome};
+    let mut s3 = S3Server::start();
+    let world = tempfile::tempdir().unwrap();
+    let (shop, blog) = (app(world.path(), "shop"), app(world.path(), "blog"));
+    let first = build(&machine(&world.path().join("m1"), &s3), &shop);
+    assert_eq!(first.status, BuildStatus::Succeeded, "{:?}", first.error);
+
+    let m2 = machine(&world.path().join("m2"), &s3);
+    let warmed = workz_build::engine::block_on(m2.warm(&[shop.clone(), blog.clone()], WarmOptions { pull: true }));
+    let outcomes: Vec<(WarmOutcome, Option<&str>)> = warmed.iter().map(|w| (w.outcome, w.tier.as_deref())).collect();
+    assert_eq!(outcomes, [(WarmOutcome::Pulled, Some("remote")), (WarmOutcome::Built, None)], "{warmed:?}");
+
+    // Both are on machine 2's disk now: with the bucket gone, each builds from there.
+    s3.stop();
+    for dir in [&shop, &blog] {
+        let result = build(&machine(&world.path().join("m2"), &s3), dir);
+        assert_eq!(result.cache.tier.as_deref(), Some("filesystem"), "{}: {:?}", dir.display(), result.cache);
+        assert!(result.warnings.is_empty(), "{:?}", result.warnings);
+    }
+    let again = workz_build::engine::block_on(m2.warm(&[shop, blog], WarmOptions { pull: true }));
+    assert!(
+        again.iter().all(|w| w.outcome == WarmOutcome::Cached && w.tier.as_deref() == Some("filesystem")),
+        "{again:?}"
+    );
+}

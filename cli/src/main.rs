@@ -77,6 +77,17 @@ enum CacheAction {
     Prune,
     /// Remove entries whose `<app>/<target>/<key>` matches a glob (e.g. `my-app/*`).
     Invalidate { pattern: String },
+    /// Build, at low priority, each configured target of the apps whose key is not cached.
+    Warm {
+        /// App directories (default: the most built apps of this machine's history).
+        dirs: Vec<PathBuf>,
+        /// Without directories, how many of the most built apps.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Fetch entries found only in Redis or the object store into this machine's tiers.
+        #[arg(long)]
+        pull: bool,
+    },
 }
 
 /// rolldown and oxc allocate heavily from many threads; mimalloc measured faster than glibc's malloc there.
@@ -154,6 +165,7 @@ fn run() -> u8 {
                 } else {
                     results.iter().for_each(print_summary);
                 }
+                workz_build::engine::block_on(engine.flush());
                 return results.iter().map(exit_code).max().unwrap_or(0);
             }
             let result = run_build(&engine, request, json);
@@ -162,6 +174,8 @@ fn run() -> u8 {
             } else {
                 print_summary(&result);
             }
+            // Copies of a shared-tier hit into this machine's tiers finish before the process ends.
+            workz_build::engine::block_on(engine.flush());
             exit_code(&result)
         }
         Command::Explain { ref dir, ref target, json } => {
@@ -247,7 +261,7 @@ fn run() -> u8 {
                 Err(e) => return fail_early(&e, json),
             };
             match run_cache(&engine, action, json) {
-                Ok(()) => 0,
+                Ok(code) => code,
                 Err(e) => fail_early(&e, json),
             }
         }
@@ -482,7 +496,7 @@ fn print_explanation(e: &workz_build::Explanation) {
     }
 }
 
-fn run_cache(engine: &Engine, action: &CacheAction, json: bool) -> Result<(), Error> {
+fn run_cache(engine: &Engine, action: &CacheAction, json: bool) -> Result<u8, Error> {
     use workz_build::engine::block_on;
     match action {
         CacheAction::Stats => {
@@ -537,6 +551,39 @@ fn run_cache(engine: &Engine, action: &CacheAction, json: bool) -> Result<(), Er
                 println!("invalidated {removed} entries")
             }
         }
+        CacheAction::Warm { dirs, top, pull } => return warm(engine, dirs, *top, *pull, json),
     }
-    Ok(())
+    Ok(0)
+}
+
+fn warm(engine: &Engine, dirs: &[PathBuf], top: usize, pull: bool, json: bool) -> Result<u8, Error> {
+    use workz_build::warm::{WarmOptions, WarmOutcome};
+    let sources = if dirs.is_empty() { engine.most_built(top) } else { dirs.to_vec() };
+    if sources.is_empty() {
+        return Err(Error::InvalidRequest(
+            "no apps to warm: name their directories, or build some first (the history names none that still exist)"
+                .into(),
+        ));
+    }
+    let warmed = workz_build::engine::block_on(engine.warm(&sources, WarmOptions { pull }));
+    workz_build::engine::block_on(engine.flush());
+    if json {
+        print_json(&warmed);
+    } else {
+        for w in &warmed {
+            let name = w.app.clone().unwrap_or_else(|| w.source.display().to_string());
+            let target = w.target.as_deref().unwrap_or("default target");
+            let what = match (w.outcome, &w.error) {
+                (WarmOutcome::Cached, _) => format!("cached ({})", w.tier.as_deref().unwrap_or("?")),
+                (WarmOutcome::Pulled, _) => {
+                    format!("pulled from {} into this machine", w.tier.as_deref().unwrap_or("?"))
+                }
+                (WarmOutcome::Built, _) => format!("built ({})", w.build_id.as_deref().unwrap_or("")),
+                (WarmOutcome::Failed, Some(e)) => format!("failed: {} [{}]", e.message, e.code),
+                (WarmOutcome::Failed, None) => "failed".into(),
+            };
+            println!("{name} ({target}): {what}");
+        }
+    }
+    Ok(if warmed.iter().any(|w| w.outcome == WarmOutcome::Failed) { EXIT_FAILED } else { 0 })
 }

@@ -118,6 +118,9 @@ pub async fn restore(
         let _ = std::fs::remove_dir_all(root);
         return Ok(false);
     }
+    // Before links are made of the files that hold their targets: backfill reads the files now.
+    let restored: Vec<BlobSource> = wanted.into_iter().map(|w| BlobSource { digest: w.digest, path: w.dest }).collect();
+    cache.backfill(&hit, &restored).await;
     for f in hit.entry.files.iter().filter(|f| f.content_type == EXECUTABLE) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(root.join(&f.path), std::fs::Permissions::from_mode(0o755))

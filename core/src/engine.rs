@@ -305,6 +305,10 @@ impl Engine {
         &self.shared.history
     }
 
+    pub(crate) fn services(&self) -> &Services {
+        &self.shared.services
+    }
+
     /// Every event of every build of this engine (lossy for slow receivers).
     pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
         self.shared.events.subscribe()
@@ -394,6 +398,14 @@ impl Engine {
             .cache
             .as_ref()
             .ok_or_else(|| Error::InvalidRequest("the cache is disabled in the engine config".into()))
+    }
+
+    /// Wait for the engine's background work to finish (the copies of hits from shared tiers
+    /// into this machine's tiers): a host calls it before its process exits.
+    pub async fn flush(&self) {
+        if let Some(cache) = &self.shared.services.cache {
+            cache.flush().await;
+        }
     }
 
     pub async fn cache_stats(&self) -> Result<CacheStats> {
@@ -587,6 +599,13 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         cache: cache.clone(),
         error: error.clone(),
         release: ctx.release.as_ref().map(|r| r.location.clone()),
+        // Where the app is, so that `cache warm` can build the most built apps again.
+        source: match &ctx.request.source {
+            crate::source::SourceSpec::Directory(dir) => {
+                std::fs::canonicalize(dir).ok().map(|d| d.display().to_string())
+            }
+            crate::source::SourceSpec::Files(_) => None,
+        },
     };
     if let Err(e) = shared.history.record(&record, ctx.components.as_ref()) {
         tracing::warn!("recording build history failed: {e}");

@@ -30,6 +30,9 @@ pub struct BuildRecord {
     pub error: Option<ErrorReport>,
     /// Where the release was published.
     pub release: Option<String>,
+    /// The app's directory, when the build was of one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The last build of an app target, with what went into its key.

@@ -41,6 +41,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod testing;
 pub mod toolchain;
+pub mod warm;
 
 pub use cache::{CacheBackend, CacheKey, KeyComponents};
 pub use config::{AppConfig, EngineConfig};

@@ -318,6 +318,15 @@ pub trait CacheBackend: Send + Sync {
         Ok(())
     }
 
+    /// Copy a hit that a lower tier served into the tiers above it: the blobs (the files in
+    /// `files`, local copies of the entry's blobs, already verified), then the entry. A tiered
+    /// cache does it in the background (see [`CacheBackend::flush`]); a single tier has
+    /// nothing above it.
+    async fn backfill(&self, _hit: &Hit, _files: &[BlobSource]) {}
+
+    /// Wait until background work (backfills) has finished: before a process exits.
+    async fn flush(&self) {}
+
     /// Remove the entries whose `<app>/<target>/<key>` (or bare key) matches `pattern`;
     /// the keys removed (a tiered cache counts an entry held by several tiers once).
     async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<Vec<CacheKey>, CacheError>;

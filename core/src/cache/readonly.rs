@@ -51,6 +51,15 @@ impl CacheBackend for ReadOnlyCache {
     async fn store_blobs(&self, _files: &[BlobSource]) -> Result<(), CacheError> {
         Ok(())
     }
+    /// Backfilling copies verified entries between tiers, never a build's output: allowed.
+    async fn backfill(&self, hit: &Hit, files: &[BlobSource]) {
+        self.inner.backfill(hit, files).await
+    }
+
+    async fn flush(&self) {
+        self.inner.flush().await
+    }
+
     async fn invalidate(&self, _pattern: &globset::GlobMatcher) -> Result<Vec<CacheKey>, CacheError> {
         Err(CacheError::ReadOnly(self.name().to_string()))
     }

@@ -1,10 +1,11 @@
-//! The tiered decorator: reads top-down, promotes hits into the tiers above, and
-//! writes to every tier. A failing tier is a warning and a fall-through.
+//! The tiered decorator: reads top-down, copies hits into the tiers above in the background
+//! (backfill), and writes to every tier. A failing tier is a warning and a fall-through.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio_util::task::TaskTracker;
 
 use super::{
     BlobRestore, BlobSource, CacheBackend, CacheEntry, CacheError, CacheKey, Hit, KeyComponents, PruneReport,
@@ -17,11 +18,18 @@ use crate::events::warn_current;
 /// (Redis, the object store).
 pub struct TieredCache {
     tiers: Vec<Arc<dyn CacheBackend>>,
+    /// Backfills still running.
+    backfills: TaskTracker,
 }
+
+/// Backfills of up to this many bytes are read into memory and run in the background; a
+/// larger one (a big `node_modules`) is copied before the build goes on, as its files may
+/// not outlive the build.
+const BACKFILL_IN_MEMORY: u64 = 64 << 20;
 
 impl TieredCache {
     pub fn new(tiers: Vec<Arc<dyn CacheBackend>>) -> TieredCache {
-        TieredCache { tiers }
+        TieredCache { tiers, backfills: TaskTracker::new() }
     }
 
     pub fn tiers(&self) -> &[Arc<dyn CacheBackend>] {
@@ -43,16 +51,11 @@ impl CacheBackend for TieredCache {
     }
 
     async fn get_entry(&self, key: &CacheKey) -> Result<Option<Hit>, CacheError> {
-        for (i, tier) in self.tiers.iter().enumerate() {
+        for tier in &self.tiers {
             match tier.get_entry(key).await {
-                Ok(Some(hit)) => {
-                    for upper in &self.tiers[..i] {
-                        if let Err(e) = upper.put_entry(&hit.entry, None).await {
-                            Self::degraded(upper.as_ref(), "promote an entry", &e);
-                        }
-                    }
-                    return Ok(Some(hit));
-                }
+                // The tiers above get it once its blobs are restored (`backfill`): an entry
+                // never goes ahead of its blobs.
+                Ok(Some(hit)) => return Ok(Some(hit)),
                 Ok(None) => {}
                 Err(e) => Self::degraded(tier.as_ref(), "look up an entry", &e),
             }
@@ -121,7 +124,7 @@ impl CacheBackend for TieredCache {
     async fn restore_blobs(&self, wanted: &[BlobRestore]) -> Result<RestoreReport, CacheError> {
         let mut remaining: Vec<BlobRestore> = wanted.to_vec();
         let mut bytes = 0;
-        for (i, tier) in self.tiers.iter().enumerate() {
+        for tier in &self.tiers {
             if remaining.is_empty() {
                 break;
             }
@@ -133,18 +136,7 @@ impl CacheBackend for TieredCache {
                 }
             };
             bytes += report.bytes;
-            let (still_missing, restored): (Vec<_>, Vec<_>) =
-                remaining.into_iter().partition(|w| report.unavailable.contains(&w.digest));
-            if i > 0 && !restored.is_empty() {
-                let sources: Vec<BlobSource> =
-                    restored.iter().map(|w| BlobSource { digest: w.digest, path: w.dest.clone() }).collect();
-                for upper in &self.tiers[..i] {
-                    if let Err(e) = upper.store_blobs(&sources).await {
-                        Self::degraded(upper.as_ref(), "promote blobs", &e);
-                    }
-                }
-            }
-            remaining = still_missing;
+            remaining.retain(|w| report.unavailable.contains(&w.digest));
         }
         Ok(RestoreReport { unavailable: remaining.into_iter().map(|w| w.digest).collect(), bytes })
     }
@@ -156,6 +148,64 @@ impl CacheBackend for TieredCache {
             }
         }
         Ok(())
+    }
+
+    async fn backfill(&self, hit: &Hit, files: &[BlobSource]) {
+        let Some(found_in) = self.tiers.iter().position(|t| t.name() == hit.tier) else { return };
+        if found_in == 0 {
+            return;
+        }
+        let uppers: Vec<Arc<dyn CacheBackend>> = self.tiers[..found_in].to_vec();
+        let entry = hit.entry.clone();
+        let size: u64 = entry.files.iter().map(|f| f.size).sum();
+        if size > BACKFILL_IN_MEMORY {
+            for upper in &uppers {
+                let stored = match upper.store_blobs(files).await {
+                    Ok(()) => upper.put_entry(&entry, None).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = stored {
+                    Self::degraded(upper.as_ref(), "backfill", &e);
+                }
+            }
+            return;
+        }
+        // Read now: the files are a build's output, which moves (publish) or goes (cleanup)
+        // when the build ends.
+        let mut blobs = Vec::with_capacity(files.len());
+        for file in files {
+            match std::fs::read(&file.path) {
+                Ok(bytes) => blobs.push((file.digest, Bytes::from(bytes))),
+                Err(e) => {
+                    let e = CacheError::io("tiered", "read", &file.path, e);
+                    return Self::degraded(self, "backfill", &e);
+                }
+            }
+        }
+        self.backfills.spawn(async move {
+            for upper in uppers {
+                let mut stored = Ok(());
+                for (digest, bytes) in &blobs {
+                    stored = upper.put_blob(digest, bytes.clone()).await;
+                    if stored.is_err() {
+                        break;
+                    }
+                }
+                // The entry only once its blobs are all there.
+                if stored.is_ok() {
+                    stored = upper.put_entry(&entry, None).await;
+                }
+                if let Err(e) = stored {
+                    Self::degraded(upper.as_ref(), "backfill", &e);
+                }
+            }
+        });
+    }
+
+    async fn flush(&self) {
+        self.backfills.close();
+        self.backfills.wait().await;
+        self.backfills.reopen();
     }
 
     async fn invalidate(&self, pattern: &globset::GlobMatcher) -> Result<Vec<CacheKey>, CacheError> {
@@ -253,7 +303,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hits_in_a_lower_tier_are_promoted_and_broken_tiers_skipped() {
+    async fn hits_in_a_lower_tier_are_backfilled_in_the_background_and_broken_tiers_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let memory = Arc::new(MemoryCache::new(1 << 20, Duration::from_secs(60)));
         let fs = Arc::new(FilesystemCache::open(dir.path(), Duration::from_secs(60), u64::MAX).unwrap());
@@ -269,7 +319,12 @@ mod tests {
             build_id: "b".into(),
             artifact_type: "static-web".into(),
             entry_point: None,
-            files: vec![],
+            files: vec![super::super::ArtifactFile {
+                path: "f".into(),
+                size: 5,
+                blake3: digest,
+                content_type: "text/plain".into(),
+            }],
         };
         fs.put_entry(&entry, None).await.unwrap();
 
@@ -279,10 +334,18 @@ mod tests {
         assert!(events.events().iter().any(
             |e| matches!(&e.event, crate::events::BuildEvent::Warning { code, .. } if code == "cache_tier_failed")
         ));
+        assert!(memory.get_entry(&entry.key).await.unwrap().is_none(), "a lookup alone copies nothing");
 
         let out = tempfile::tempdir().unwrap();
-        let report = tiered.restore_blobs(&[BlobRestore { digest, dest: out.path().join("f") }]).await.unwrap();
+        let dest = out.path().join("f");
+        let report = tiered.restore_blobs(&[BlobRestore { digest, dest: dest.clone() }]).await.unwrap();
         assert!(report.unavailable.is_empty());
+        tiered.backfill(&hit, &[BlobSource { digest, path: dest.clone() }]).await;
+        // The copy runs in the background (this one-thread runtime has not run it yet), from
+        // bytes read when it was asked for: the build's file may go at once.
+        assert!(memory.get_entry(&entry.key).await.unwrap().is_none());
+        std::fs::remove_file(&dest).unwrap();
+        tiered.flush().await;
         assert_eq!(tiered.get_entry(&entry.key).await.unwrap().unwrap().tier, "memory");
         assert_eq!(memory.get_blob(&digest).await.unwrap().unwrap(), data);
     }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::cache::{BlobRestore, KeyComponents};
+use crate::cache::{BlobRestore, BlobSource, KeyComponents};
 use crate::context::{BuildContext, Flow, Stage};
 use crate::error::{Error, Result};
 use crate::events::BuildEvent;
@@ -84,6 +84,18 @@ impl Stage for CacheLookupStage {
         let app_id = ctx.app()?.app_id();
         match store.reuse(&app_id, &key.to_string(), &hit.entry.files).await {
             Ok(Some(release)) => {
+                // A hit from a shared tier goes into this machine's tiers (the release holds
+                // its blobs); one from this machine's own is where it should be already.
+                if !matches!(hit.tier.as_str(), "memory" | "filesystem") {
+                    let root = std::path::Path::new(&release.location);
+                    let files: Vec<BlobSource> = hit
+                        .entry
+                        .files
+                        .iter()
+                        .map(|f| BlobSource { digest: f.blake3, path: root.join(&f.path) })
+                        .collect();
+                    cache.backfill(&hit, &files).await;
+                }
                 ctx.release = Some(release);
                 ctx.reused_release = true;
                 ctx.record_hit(hit);
@@ -116,6 +128,9 @@ impl Stage for CacheLookupStage {
             ctx.events.emit(BuildEvent::CacheMiss { key: key.to_string() });
             return Ok(Flow::Continue);
         }
+        let restored: Vec<BlobSource> =
+            wanted.into_iter().map(|w| BlobSource { digest: w.digest, path: w.dest }).collect();
+        cache.backfill(&hit, &restored).await;
         ctx.record_hit(hit);
         Ok(Flow::Continue)
     }
