@@ -328,3 +328,65 @@ fn bad_destinations_are_config_errors() {
         assert!(report.message.contains(wanted), "{wanted}: {}", report.message);
     }
 }
+
+/// A static-site builder with two targets, as a Flutter app has several.
+struct TwoScreens;
+
+#[async_trait::async_trait]
+impl workz_build::PlatformBuilder for TwoScreens {
+    fn app_type(&self) -> workz_build::config::AppType {
+        workz_build::config::AppType::Static
+    }
+    fn supported_targets(&self) -> &[&'static str] {
+        &["web", "kiosk"]
+    }
+    async fn build(&self, ctx: &mut workz_build::BuildContext) -> workz_build::Result<workz_build::BuildOutput> {
+        let target = ctx.target()?.to_string();
+        std::fs::write(ctx.output_dir()?.join("index.html"), format!("<h1>{target}")).unwrap();
+        Ok(workz_build::BuildOutput { entry_point: Some("index.html".into()) })
+    }
+    fn artifact_type(&self, target: &str) -> String {
+        format!("{target}-site")
+    }
+}
+
+#[test]
+fn each_target_of_a_multi_target_app_has_its_own_latest_and_retention_keeps_only_what_is_current() {
+    let world = tempfile::tempdir().unwrap();
+    let origin = world.path().join("origin");
+    let mut config = EngineConfig::default();
+    config.cache.dir = Some(world.path().join("cache"));
+    config.storage.artifacts_dir = Some(world.path().join("artifacts"));
+    config.build_system.artifact_retention = 0;
+    config.storage.deploy = serde_json::from_value(json!([directory("origin", &origin, false)])).unwrap();
+    let engine = Engine::setup(config).platform(Arc::new(TwoScreens)).build().unwrap();
+    let site = world.path().join("shop");
+    std::fs::create_dir_all(&site).unwrap();
+    let mut builds = BTreeMap::new();
+    for round in 0..2 {
+        std::fs::write(
+            site.join("workz.json"),
+            json!({"name": "Shop", "version": format!("1.0.{round}"), "appType": "static", "buildTargets": ["web", "kiosk"]})
+                .to_string(),
+        )
+        .unwrap();
+        for target in ["web", "kiosk"] {
+            let request = BuildRequest { target: Some(target.into()), ..BuildRequest::directory(&site) };
+            let result = engine.build_blocking(request, None);
+            ok(&result);
+            builds.insert((round, target), result.build_id.clone());
+        }
+    }
+    assert!(!origin.join("shop/latest.json").exists(), "no app-wide pointer for a multi-target app");
+    for target in ["web", "kiosk"] {
+        let pointer: Value =
+            serde_json::from_slice(&std::fs::read(origin.join(format!("shop/{target}/latest.json"))).unwrap()).unwrap();
+        assert_eq!(pointer["buildId"], builds[&(1, target)].as_str(), "{target}");
+        assert_eq!(pointer["target"], target);
+        let page = std::fs::read_to_string(origin.join(pointer["path"].as_str().unwrap()).join("index.html")).unwrap();
+        assert_eq!(page, format!("<h1>{target}"));
+        // Retention (0 s) removed the first round's release of this target, never a current one.
+        let old = origin.join(format!("shop/1.0.0/{}", builds[&(0, target)]));
+        assert!(!old.join("index.html").exists(), "{} is past retention", old.display());
+    }
+}
