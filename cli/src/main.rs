@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+mod farm;
 use indicatif::{ProgressBar, ProgressStyle};
 use workz_build::events::BuildEvent;
 use workz_build::{BuildRequest, BuildResult, BuildStatus, Engine, EngineConfig, Error};
@@ -58,11 +60,58 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Put a build of DIR on the farm (`queue.redis`); prints its id, or with --wait its result.
+    Submit {
+        dir: PathBuf,
+        #[arg(long, short)]
+        target: Option<String>,
+        /// Higher runs first (above 0: the high class, below 0: the low class).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        /// Wait for the result (and show the build's progress).
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A farm build's state, and its result once it ended.
+    Status {
+        build_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a farm build, queued or running.
+    Cancel { build_id: String },
+    /// Take builds from the farm's queue and run them here, until SIGTERM or Ctrl-C.
+    Worker {
+        /// Builds run at once (default: buildSystem.maxConcurrentBuilds).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// The worker's name on the farm (default: host name and process id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The farm: queued builds per priority, running, dead-lettered, workers.
+    Farm {
+        #[command(subcommand)]
+        action: FarmAction,
+    },
     /// Inspect and maintain the cache.
     Cache {
         #[command(subcommand)]
         action: CacheAction,
         #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FarmAction {
+    /// Queue depth, running builds, dead letters and workers.
+    Status {
+        #[arg(long)]
         json: bool,
     },
 }
@@ -255,6 +304,33 @@ fn run() -> u8 {
                 Err(e) => fail_early(&e.into(), false),
             }
         }
+        Command::Submit { ref dir, ref target, priority, wait, force, json } => {
+            let engine = match open_engine(&cli, None) {
+                Ok(engine) => engine,
+                Err(e) => return fail_early(&e, json),
+            };
+            let mut request = BuildRequest::directory(absolute(dir));
+            request.target = target.clone();
+            request.priority = priority;
+            request.force = force;
+            farm::submit(&engine, request, wait, json)
+        }
+        Command::Status { ref build_id, json } => match open_engine(&cli, None) {
+            Ok(engine) => farm::status(&engine, build_id, json),
+            Err(e) => fail_early(&e, json),
+        },
+        Command::Cancel { ref build_id } => match open_engine(&cli, None) {
+            Ok(engine) => farm::cancel(&engine, build_id),
+            Err(e) => fail_early(&e, false),
+        },
+        Command::Worker { concurrency, ref name } => match open_engine(&cli, None) {
+            Ok(engine) => farm::worker(&engine, concurrency, name.clone()),
+            Err(e) => fail_early(&e, false),
+        },
+        Command::Farm { action: FarmAction::Status { json } } => match open_engine(&cli, None) {
+            Ok(engine) => farm::farm_status(&engine, json),
+            Err(e) => fail_early(&e, json),
+        },
         Command::Cache { ref action, json } => {
             let engine = match open_engine(&cli, None) {
                 Ok(engine) => engine,
@@ -334,7 +410,7 @@ fn build_targets(engine: &Engine, request: &BuildRequest, targets: &[String]) ->
         .map(|target| {
             let mut request = request.clone();
             request.target = Some(target.clone());
-            engine.submit(request, None)
+            engine.submit_local(request, None)
         })
         .collect();
     let tokens: Vec<_> = handles.iter().map(|h| h.cancel_token()).collect();
@@ -353,7 +429,12 @@ fn build_targets(engine: &Engine, request: &BuildRequest, targets: &[String]) ->
 
 /// Run the build, showing its progress on a terminal.
 fn run_build(engine: &Engine, request: BuildRequest, json: bool) -> BuildResult {
-    let mut handle = engine.submit(request, None);
+    // A person's build runs here, even with a farm configured (`submit` sends to the farm).
+    show_build(engine.submit_local(request, None), json)
+}
+
+/// Wait for a build, showing its progress on a terminal; Ctrl-C cancels it.
+fn show_build(mut handle: workz_build::BuildHandle, json: bool) -> BuildResult {
     let mut events = handle.take_events();
     let interactive = !json && std::io::stderr().is_terminal();
     let progress = interactive.then(|| {

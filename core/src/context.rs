@@ -88,6 +88,13 @@ pub trait Stage: Send + Sync {
     async fn run(&self, ctx: &mut BuildContext) -> Result<Flow>;
 }
 
+/// Says whether this build may still publish (store in the cache, deploy): a farm worker's
+/// build may not once another worker took its job over. Checked before each such step.
+#[async_trait]
+pub trait Fence: Send + Sync {
+    async fn check(&self) -> Result<()>;
+}
+
 /// Shared services a build runs with.
 #[derive(Clone)]
 pub struct Services {
@@ -132,6 +139,8 @@ pub struct BuildContext {
     pub reused_release: bool,
     /// The destinations that serve the release.
     pub deployments: Vec<Deployment>,
+    /// Checked before the build publishes anything (a farm job's lease).
+    pub fence: Option<Arc<dyn Fence>>,
     pub warnings: Vec<Warning>,
     pub timings: StageTimings,
 }
@@ -168,8 +177,17 @@ impl BuildContext {
             release: None,
             reused_release: false,
             deployments: Vec::new(),
+            fence: None,
             warnings: Vec::new(),
             timings: StageTimings::default(),
+        }
+    }
+
+    /// Fail unless the build may still publish (see [`Fence`]).
+    pub async fn check_fence(&self) -> Result<()> {
+        match &self.fence {
+            Some(fence) => fence.check().await,
+            None => Ok(()),
         }
     }
 
@@ -415,6 +433,13 @@ impl PlatformRegistry {
 
     pub fn get(&self, app_type: AppType) -> Result<Arc<dyn PlatformBuilder>> {
         self.builders.get(&app_type).cloned().ok_or_else(|| BuildError::UnsupportedAppType(app_type.to_string()).into())
+    }
+
+    /// Every builder, in app type order.
+    pub fn all(&self) -> Vec<Arc<dyn PlatformBuilder>> {
+        let mut all: Vec<_> = self.builders.values().cloned().collect();
+        all.sort_by_key(|b| b.app_type().to_string());
+        all
     }
 }
 

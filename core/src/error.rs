@@ -206,9 +206,70 @@ impl ErrorCode for DependencyError {
     }
 }
 
+/// Errors of the build farm (`queue.redis`): the queue, jobs, leases.
+#[derive(Debug, thiserror::Error)]
+pub enum FarmError {
+    /// The farm's Redis failed or did not answer in time.
+    #[error("the build farm's queue: cannot {op}: {message}")]
+    Unavailable { op: &'static str, message: String },
+    /// A job that cannot be read as one (tampered with, or from another engine version).
+    #[error("job {id}: {message}")]
+    JobInvalid { id: String, message: String },
+    /// The job names source files the content store does not have (or has corrupt).
+    #[error("job {id}: {message}")]
+    SourceMissing { id: String, message: String },
+    /// This worker's lease on the job passed to another: its result is not published.
+    #[error("job {0}: this worker no longer holds its lease (another worker took the job)")]
+    LeaseLost(String),
+    #[error("no build {0} on the farm (finished builds are kept for queue.resultTTL)")]
+    NotFound(String),
+}
+
+impl ErrorCode for FarmError {
+    fn code(&self) -> &'static str {
+        match self {
+            FarmError::Unavailable { .. } => "farm_unavailable",
+            FarmError::JobInvalid { .. } => "job_invalid",
+            FarmError::SourceMissing { .. } => "job_source_missing",
+            FarmError::LeaseLost(_) => "lease_lost",
+            FarmError::NotFound(_) => "build_not_found",
+        }
+    }
+
+    fn category(&self) -> Category {
+        match self {
+            FarmError::NotFound(_) => Category::User,
+            _ => Category::Infrastructure,
+        }
+    }
+
+    fn family(&self) -> Family {
+        match self {
+            FarmError::NotFound(_) | FarmError::JobInvalid { .. } => Family::Config,
+            _ => Family::Storage,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            FarmError::Unavailable { .. } => "Check that the farm's Redis (`queue.redis.url`) answers from this machine (`redis-cli -u URL ping`); submitting again is safe.".into(),
+            FarmError::JobInvalid { .. } => "Submit the build again with this engine version; a job is written by `submit` and read by workers of the same version.".into(),
+            FarmError::SourceMissing { .. } => "The sources travel through the object store (`cache.remote`): check that submitters and workers use the same bucket, then submit again.".into(),
+            FarmError::LeaseLost(_) => "A worker that stalls past `queue.leaseSeconds` loses its job to another; raise the lease if builds stall legitimately.".into(),
+            FarmError::NotFound(_) => "Check the build id (`workz-build submit` prints it).".into(),
+        })
+    }
+
+    fn is_retryable(&self) -> bool {
+        matches!(self, FarmError::Unavailable { .. } | FarmError::LeaseLost(_))
+    }
+}
+
 /// The engine's error type.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Farm(#[from] FarmError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -248,6 +309,7 @@ impl Error {
             Error::Process(e) => Some(e),
             Error::Build(e) => Some(e),
             Error::Dependency(e) => Some(e),
+            Error::Farm(e) => Some(e),
             Error::Platform(e) => Some(e.as_ref()),
             Error::Cancelled | Error::TimedOut(_) | Error::InvalidRequest(_) | Error::Internal(_) => None,
         }
@@ -416,6 +478,11 @@ pub const ALL_CODES: &[&str] = &[
     "flutter_sdk_version_conflict",
     "flutter_canvaskit_unavailable",
     "flutter_signing_failed",
+    "farm_unavailable",
+    "job_invalid",
+    "job_source_missing",
+    "lease_lost",
+    "build_not_found",
     "cancelled",
     "timed_out",
     "invalid_request",
@@ -485,6 +552,11 @@ mod tests {
             StoreError::Io { op: "w", path: PathBuf::new(), source: io() }.into(),
             StoreError::InvalidName { what: "app", value: s() }.into(),
             StoreError::Deploy { destination: s(), op: "upload a file", message: s() }.into(),
+            FarmError::Unavailable { op: "enqueue", message: s() }.into(),
+            FarmError::JobInvalid { id: s(), message: s() }.into(),
+            FarmError::SourceMissing { id: s(), message: s() }.into(),
+            FarmError::LeaseLost(s()).into(),
+            FarmError::NotFound(s()).into(),
             ProcessError::InvalidCommand { command: s(), message: s() }.into(),
             ProcessError::ToolchainMissing { program: s() }.into(),
             ProcessError::OutsideBuildDir(PathBuf::new()).into(),

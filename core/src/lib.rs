@@ -25,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod explain;
+pub mod farm;
 pub mod files;
 pub mod history;
 pub mod objects;
@@ -42,6 +43,7 @@ pub mod store;
 pub mod testing;
 pub mod toolchain;
 pub mod warm;
+pub mod worker;
 
 pub use cache::{CacheBackend, CacheKey, KeyComponents};
 pub use config::{AppConfig, EngineConfig};
@@ -57,6 +59,8 @@ pub use pipeline::Pipeline;
 pub use result::{BuildResult, BuildStatus, StageTimings, Warning};
 pub use source::{SourceSpec, SourceTree};
 pub use store::{ArtifactStore, LocalArtifactStore, Manifest};
+/// Cancels a build or stops a worker (`tokio_util`'s, re-exported for hosts).
+pub use tokio_util::sync::CancellationToken;
 
 /// The engine's version; part of every cache key.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -18,6 +18,18 @@ pub enum BuildStatus {
     TimedOut,
 }
 
+impl BuildStatus {
+    /// The status as results spell it (`succeeded`, `timed_out`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Succeeded => "succeeded",
+            BuildStatus::Failed => "failed",
+            BuildStatus::Cancelled => "cancelled",
+            BuildStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
 /// Seconds spent in each stage, in the order they ran.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StageTimings(pub Vec<(String, f64)>);
@@ -130,6 +142,9 @@ pub struct BuildResult {
     pub duration: f64,
     pub warnings: Vec<Warning>,
     pub error: Option<ErrorReport>,
+    /// The farm worker that ran the build (absent for a build run in this process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl BuildResult {
@@ -140,7 +155,8 @@ impl BuildResult {
     /// A copy without the artifact file list, for a binding that hands the list over apart
     /// (only when the host reads it: it can hold thousands of entries).
     pub fn without_files(&self) -> BuildResult {
-        let BuildResult { build_id, status, app, target, cache, artifacts, timings, duration, warnings, error } = self;
+        let BuildResult { build_id, status, app, target, cache, artifacts, timings, duration, warnings, error, worker } =
+            self;
         BuildResult {
             build_id: build_id.clone(),
             status: *status,
@@ -159,6 +175,7 @@ impl BuildResult {
             duration: *duration,
             warnings: warnings.clone(),
             error: error.clone(),
+            worker: worker.clone(),
         }
     }
 
@@ -175,6 +192,7 @@ impl BuildResult {
             duration: 0.0,
             warnings: Vec::new(),
             error: Some(error.report()),
+            worker: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::app::AppType;
-use super::{ConfigError, Parsed, parse_json};
+use super::{ConfigError, Parsed, QueueConfig, parse_json};
 use crate::objects::{LocationField, ObjectLocation};
 
 /// The engine's configuration: the document's global build configuration plus our sections.
@@ -21,6 +21,7 @@ pub struct EngineConfig {
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub source: SourceConfig,
+    pub queue: QueueConfig,
 }
 
 impl EngineConfig {
@@ -104,6 +105,7 @@ impl EngineConfig {
         {
             return Err(ConfigError::invalid(file, key, message));
         }
+        self.queue.validate(file)?;
         let mut names = std::collections::HashSet::new();
         for (i, destination) in self.storage.deploy.iter().enumerate() {
             let at = format!("storage.deploy.{i}");

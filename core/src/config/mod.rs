@@ -150,9 +150,11 @@ pub fn slug(name: &str) -> String {
 
 mod app;
 mod engine;
+mod queue;
 
 pub use app::*;
 pub use engine::*;
+pub use queue::*;
 
 #[cfg(test)]
 mod tests {

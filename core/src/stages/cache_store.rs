@@ -24,6 +24,7 @@ impl Stage for CacheStoreStage {
             return Ok(Flow::Continue);
         };
         let key = ctx.key.ok_or_else(|| Error::internal("no cache key before cache_store"))?;
+        ctx.check_fence().await?;
         let out = ctx.output_dir()?.to_path_buf();
         let app = ctx.app()?;
         let entry = CacheEntry {

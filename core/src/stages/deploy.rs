@@ -24,6 +24,7 @@ impl Stage for DeployStage {
 
     async fn run(&self, ctx: &mut BuildContext) -> Result<Flow> {
         let retention = Duration::from_secs(ctx.config.build_system.artifact_retention);
+        ctx.check_fence().await?;
         if ctx.reused_release {
             // This machine's latest release is this build already; a destination may still
             // lack it (a backup that failed, another machine's release published since).

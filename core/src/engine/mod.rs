@@ -18,7 +18,10 @@ use tracing::Instrument;
 
 use crate::cache::{CacheBackend, PruneReport, TierStats, TierUsage, compile_pattern};
 use crate::config::EngineConfig;
-use crate::context::{BuildContext, BuildRequest, Services};
+use crate::context::{BuildContext, BuildRequest, Fence, Services};
+use crate::farm::FarmClient;
+
+mod farm;
 use crate::context::{PlatformBuilder, PlatformRegistry};
 use crate::error::{Error, Result};
 use crate::events::{BuildEvent, EventCallback, EventEmitter, EventRecord};
@@ -115,6 +118,7 @@ struct Shared {
     events: broadcast::Sender<EventRecord>,
     /// Parent of every build's token: cancelled when the last `Engine` handle goes.
     root_cancel: CancellationToken,
+    farm: tokio::sync::OnceCell<FarmClient>,
 }
 
 /// Cancels the engine's builds when the last [`Engine`] handle is dropped.
@@ -170,7 +174,7 @@ impl EngineSetup {
         let config = Arc::new(self.config);
         config.validate("engine config")?;
         let dirs = EngineDirs::resolve(&config);
-        check_buckets(&config, &dirs)?;
+        farm::check_buckets(&config, &dirs)?;
         let io = |what: &str, path: &Path, e: std::io::Error| {
             Error::Store(crate::store::StoreError::Io {
                 op: "create",
@@ -207,6 +211,7 @@ impl EngineSetup {
             gate: Arc::new(PriorityGate::new(config.build_system.max_concurrent_builds)),
             events,
             root_cancel: root_cancel.clone(),
+            farm: tokio::sync::OnceCell::new(),
         });
         Ok(Engine { shared, _owner: Arc::new(Owner(root_cancel)) })
     }
@@ -305,6 +310,20 @@ impl Engine {
         &self.shared.history
     }
 
+    /// Every `appType:target` this engine has a builder for and whose host requirements this
+    /// machine meets (what a farm worker says it can take).
+    pub fn buildable_targets(&self) -> Vec<String> {
+        let mut targets = Vec::new();
+        for builder in self.shared.services.platforms.all() {
+            for target in builder.supported_targets() {
+                if builder.host_requirements(target).iter().all(|r| r.check().is_ok()) {
+                    targets.push(format!("{}:{target}", builder.app_type()));
+                }
+            }
+        }
+        targets
+    }
+
     pub(crate) fn services(&self) -> &Services {
         &self.shared.services
     }
@@ -318,9 +337,29 @@ impl Engine {
         self.shared.gate.status()
     }
 
-    /// Queue a build. `on_event` is called for each of its events on the thread that runs it.
+    /// Queue a build: on the farm when the config names one (`queue.redis`), else in this
+    /// process. `on_event` is called for each of its events on the thread that runs it.
     pub fn submit(&self, request: BuildRequest, on_event: Option<EventCallback>) -> BuildHandle {
-        let build_id = new_build_id();
+        if self.config().queue.redis.is_some() {
+            return self.submit_to_farm(request, on_event);
+        }
+        self.submit_local(request, on_event)
+    }
+
+    /// Queue a build in this process, whatever the config says of a farm (a person's
+    /// `workz-build build`, a farm worker's builds).
+    pub fn submit_local(&self, request: BuildRequest, on_event: Option<EventCallback>) -> BuildHandle {
+        self.submit_as(new_build_id(), request, on_event, None)
+    }
+
+    /// Queue a build in this process under `build_id`, publishing only while `fence` allows.
+    pub(crate) fn submit_as(
+        &self,
+        build_id: String,
+        request: BuildRequest,
+        on_event: Option<EventCallback>,
+        fence: Option<Arc<dyn Fence>>,
+    ) -> BuildHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let (result_tx, result_rx) = oneshot::channel();
         let cancel = self.shared.root_cancel.child_token();
@@ -332,7 +371,7 @@ impl Engine {
         spawn(
             async move {
                 let result =
-                    crate::events::scope(emitter.clone(), run_build(shared, id, request, emitter, token)).await;
+                    crate::events::scope(emitter.clone(), run_build(shared, id, request, emitter, token, fence)).await;
                 let _ = result_tx.send(result);
             }
             .instrument(span),
@@ -429,30 +468,6 @@ impl Engine {
     }
 }
 
-/// An unknown bucket or missing credentials stop the engine at start, not a build midway.
-fn check_buckets(config: &EngineConfig, dirs: &EngineDirs) -> Result<()> {
-    use crate::objects::Unanswered;
-    let mut locations = Vec::new();
-    if let Some(remote) = &config.cache.remote {
-        locations.push(("cache.remote".to_string(), remote.location()));
-    }
-    for (i, destination) in config.storage.deploy.iter().enumerate() {
-        locations.push((format!("storage.deploy.{i}"), destination.location()));
-    }
-    if locations.is_empty() {
-        return Ok(());
-    }
-    let memo = dirs.cache.join("checked-buckets");
-    crate::objects::check_at_start(&locations, &memo).map_err(|(at, problem)| {
-        let (path, message) = match problem {
-            Unanswered::NoBucket(e) => (format!("{at}.url"), format!("no such bucket at this endpoint ({e})")),
-            Unanswered::Credentials(e) => (at, e),
-            Unanswered::Unreachable(e) => (at, e),
-        };
-        crate::config::ConfigError::invalid("engine config", path, message).into()
-    })
-}
-
 /// Run a future to completion from synchronous code.
 pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     match tokio::runtime::Handle::try_current() {
@@ -474,6 +489,7 @@ async fn run_build(
     request: BuildRequest,
     events: EventEmitter,
     cancel: CancellationToken,
+    fence: Option<Arc<dyn Fence>>,
 ) -> BuildResult {
     let submitted = Instant::now();
     let config = shared.services.config.clone();
@@ -491,6 +507,7 @@ async fn run_build(
         _ = cancel.cancelled() => None,
     };
     let mut ctx = BuildContext::new(build_id.clone(), request, shared.services.clone(), events.clone(), cancel.clone());
+    ctx.fence = fence;
     let outcome = match permit {
         None => Err(Error::Cancelled),
         Some(_permit) => {
@@ -624,5 +641,6 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         duration,
         warnings,
         error,
+        worker: None,
     }
 }

@@ -1,0 +1,136 @@
+//! The farm's commands: `submit`, `status`, `cancel`, `worker`, `farm status`.
+
+use workz_build::engine::block_on;
+use workz_build::{BuildRequest, Engine};
+
+use super::{EXIT_FAILED, exit_code, fail_early, print_json, print_summary, show_build};
+
+pub fn submit(engine: &Engine, request: BuildRequest, wait: bool, json: bool) -> u8 {
+    if wait {
+        let result = show_build(engine.submit(request, None), json);
+        if json {
+            print_json(&result);
+        } else {
+            print_summary(&result);
+            if let Some(worker) = &result.worker {
+                eprintln!("  ran on worker {worker}");
+            }
+        }
+        return exit_code(&result);
+    }
+    match block_on(engine.enqueue(request)) {
+        Ok(id) => {
+            if json {
+                print_json(&serde_json::json!({"build_id": id, "state": "queued"}));
+            } else {
+                println!("{id}");
+            }
+            0
+        }
+        Err(e) => fail_early(&e, json),
+    }
+}
+
+pub fn status(engine: &Engine, build_id: &str, json: bool) -> u8 {
+    let status =
+        block_on(async { engine.farm().await?.queue.status(build_id).await.map_err(workz_build::Error::from) });
+    match status {
+        Ok(status) => {
+            if json {
+                print_json(&status);
+            } else {
+                let worker = status.worker.as_deref().map(|w| format!(" on {w}")).unwrap_or_default();
+                println!("{}: {}{worker} (attempt {})", status.id, status.state, status.attempt);
+                if let Some(result) = &status.result {
+                    print_summary(result);
+                }
+            }
+            match &status.result {
+                Some(result) => exit_code(result),
+                None => 0,
+            }
+        }
+        Err(e) => fail_early(&e, json),
+    }
+}
+
+pub fn cancel(engine: &Engine, build_id: &str) -> u8 {
+    match block_on(async { engine.farm().await?.queue.cancel(build_id).await.map_err(workz_build::Error::from) }) {
+        Ok(state) => {
+            match state.as_str() {
+                "queued" => println!("{build_id}: cancelled before it started"),
+                "running" => println!("{build_id}: cancelling (its worker stops it)"),
+                other => println!("{build_id}: already {other}"),
+            }
+            0
+        }
+        Err(e) => fail_early(&e, false),
+    }
+}
+
+pub fn worker(engine: &Engine, concurrency: Option<usize>, name: Option<String>) -> u8 {
+    let name = name.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let concurrency = concurrency.unwrap_or(engine.config().build_system.max_concurrent_builds).max(1);
+    let options = workz_build::worker::WorkerOptions { name: name.clone(), concurrency };
+    let stop = workz_build::CancellationToken::new();
+    eprintln!("worker {name}: taking up to {concurrency} build(s) at once (SIGTERM or Ctrl-C drains and stops)");
+    let outcome = block_on(async {
+        let signals = stop.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            signals.cancel();
+        });
+        workz_build::worker::run_worker(engine.clone(), options, stop).await
+    });
+    match outcome {
+        Ok(()) => {
+            eprintln!("worker {name}: stopped");
+            0
+        }
+        Err(e) => fail_early(&e, false).max(EXIT_FAILED),
+    }
+}
+
+pub fn farm_status(engine: &Engine, json: bool) -> u8 {
+    let figures = block_on(async {
+        let farm = engine.farm().await?;
+        let (queued, running, dead) = farm.queue.depth().await?;
+        let workers = farm.queue.workers().await?;
+        Ok::<_, workz_build::Error>((queued, running, dead, workers))
+    });
+    match figures {
+        Ok((queued, running, dead, workers)) => {
+            let queued_total: u64 = queued.iter().map(|(_, n)| n).sum();
+            let q = &engine.config().queue;
+            let desired =
+                workz_build::farm::desired_workers(queued_total, workers.len() as u64, q.min_workers, q.max_workers);
+            let queued: serde_json::Map<String, serde_json::Value> =
+                queued.into_iter().map(|(class, n)| (class, n.into())).collect();
+            if json {
+                print_json(&serde_json::json!({
+                    "queued": queued,
+                    "running": running,
+                    "deadLettered": dead,
+                    "workers": workers,
+                    "desiredWorkers": desired,
+                }));
+            } else {
+                println!("queued: {queued_total} ({})", serde_json::Value::Object(queued));
+                println!("running: {running}, dead-lettered: {dead}");
+                println!("workers: {} active, {desired} desired", workers.len());
+                for w in &workers {
+                    println!("  worker {}: load {}%, running {}", w["name"], w["load"], w["running"]);
+                }
+            }
+            0
+        }
+        Err(e) => fail_early(&e, json),
+    }
+}

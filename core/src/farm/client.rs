@@ -1,0 +1,130 @@
+//! The submitting side of the farm: a build's sources into the content store and its job on
+//! the queue; then its events and its result, followed from Redis.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{FarmQueue, Job, upload_source};
+use crate::cache::{CacheBackend, RemoteCache, RemoteTierSettings};
+use crate::config::EngineConfig;
+use crate::context::BuildRequest;
+use crate::error::{Error, FarmError};
+use crate::events::EventEmitter;
+use crate::result::{BuildResult, BuildStatus};
+use crate::source::SourceTree;
+
+/// How long one read of a build's events waits before checking for a cancel.
+const FOLLOW_BLOCK: Duration = Duration::from_millis(500);
+
+/// The farm's queue and the content store sources and results travel through.
+#[derive(Clone)]
+pub struct FarmClient {
+    pub queue: FarmQueue,
+    pub content: Arc<dyn CacheBackend>,
+}
+
+impl FarmClient {
+    /// Connect to the farm `config` names (`None` without `queue.redis`).
+    pub async fn connect(config: &EngineConfig) -> Result<Option<FarmClient>, Error> {
+        let Some(queue) = FarmQueue::connect(config).await? else { return Ok(None) };
+        let remote = config.cache.remote.as_ref().ok_or_else(|| {
+            Error::InvalidRequest("a farm needs cache.remote: sources and results travel through it".into())
+        })?;
+        let ttl = Duration::from_secs(config.build_system.cache_ttl);
+        let content: Arc<dyn CacheBackend> = Arc::new(RemoteCache::new(RemoteTierSettings::of(remote, ttl))?);
+        Ok(Some(FarmClient { queue, content }))
+    }
+
+    /// Take in the request's sources, put what the content store lacks there, and queue the
+    /// job as build `id`.
+    pub async fn enqueue(
+        &self,
+        id: &str,
+        request: &BuildRequest,
+        config: &EngineConfig,
+        stat_dir: &Path,
+    ) -> Result<(), Error> {
+        if !matches!(request.timeout, None | Some(1..)) {
+            return Err(Error::InvalidRequest("timeout: expected at least 1 second".into()));
+        }
+        let (spec, config_copy, stat_dir) = (request.source.clone(), config.clone(), stat_dir.to_path_buf());
+        let tree = tokio::task::spawn_blocking(move || {
+            SourceTree::intake(&spec, &config_copy.limits, &config_copy.source, Some(&stat_dir))
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+        let source = upload_source(&tree, self.content.as_ref()).await?;
+        let job = Job {
+            id: id.to_string(),
+            source,
+            app_config: request.app_config.clone(),
+            target: request.target.clone(),
+            priority: request.priority,
+            force: request.force,
+            timeout: request.timeout,
+            list_files: request.list_files,
+            submitted_at: crate::cache::unix_now(),
+        };
+        self.queue.enqueue(&job, None).await?;
+        Ok(())
+    }
+
+    /// Follow build `id` to its end: its events re-emitted in order through `emitter`, then
+    /// its result. Cancelling `cancel` cancels the build on the farm (it still ends with a
+    /// result: `cancelled`).
+    pub async fn follow(&self, id: &str, emitter: &EventEmitter, cancel: &CancellationToken) -> BuildResult {
+        match self.follow_inner(id, emitter, cancel).await {
+            Ok(result) => result,
+            Err(e) => BuildResult::rejected(id.to_string(), &e),
+        }
+    }
+
+    async fn follow_inner(
+        &self,
+        id: &str,
+        emitter: &EventEmitter,
+        cancel: &CancellationToken,
+    ) -> Result<BuildResult, Error> {
+        let mut blocking = self.queue.blocking_connection(FOLLOW_BLOCK).await?;
+        let mut last = "0".to_string();
+        let mut cancel_sent = false;
+        let mut finished = false;
+        loop {
+            if cancel.is_cancelled() && !cancel_sent {
+                self.queue.cancel(id).await?;
+                cancel_sent = true;
+            }
+            let (next, events, ended) = self.queue.events(&mut blocking, id, &last, FOLLOW_BLOCK).await?;
+            last = next;
+            for record in events {
+                finished |= matches!(record.event, crate::events::BuildEvent::Finished { .. });
+                emitter.emit(record.event);
+            }
+            if ended {
+                break;
+            }
+            // A job that ended without events (cancelled while queued) has its `end` marker;
+            // one that is gone (expired) says so.
+            if last == "0" {
+                let status = self.queue.status(id).await?;
+                if let Some(result) = status.result {
+                    emitter
+                        .emit(crate::events::BuildEvent::Finished { status: result.status, duration: result.duration });
+                    return Ok(result);
+                }
+            }
+        }
+        let status = self.queue.status(id).await?;
+        let mut result = status.result.ok_or_else(|| FarmError::NotFound(id.to_string()))?;
+        if status.state == "cancelled" {
+            result.status = BuildStatus::Cancelled;
+        }
+        if !finished {
+            emitter.emit(crate::events::BuildEvent::Finished { status: result.status, duration: result.duration });
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,558 @@
+//! The build farm's queue on Redis (`queue.redis`): jobs that travel, leases, fencing.
+//!
+//! ```text
+//! <prefix>q:high | q:normal | q:low   streams of job ids, one per priority class, group "workers"
+//! <prefix>job:<id>                    hash: payload, state, attempt (the fencing token), worker,
+//!                                     stream, entry, cancel, result
+//! <prefix>ev:<id>                     stream of the build's events, in order, then `end`
+//! <prefix>dead                        stream of dead-lettered jobs (id, error)
+//! <prefix>idem:<key>                  idempotency key → job id
+//! <prefix>worker:<name>               a worker's registration (JSON), expiring unless renewed
+//! ```
+//!
+//! A worker takes a job with `XREADGROUP` (high, then normal, then low), then bumps the job's
+//! `attempt` (its token) in a script; it renews its lease by re-claiming the entry (idle time
+//! back to 0) while the build runs. An entry idle past the lease is taken by another worker
+//! (`XAUTOCLAIM`), whose new token fences the old holder out: events, the result and the
+//! acknowledgement are written only by scripts that check the token first.
+
+mod client;
+mod source;
+mod status;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use serde::{Deserialize, Serialize};
+
+pub use self::client::FarmClient;
+pub use self::source::{SourceManifest, materialize_source, upload_source};
+pub use self::status::desired_workers;
+use crate::config::{EngineConfig, redact_url};
+use crate::error::FarmError;
+use crate::events::EventRecord;
+use crate::result::BuildResult;
+
+/// The consumer group every worker reads in.
+pub const GROUP: &str = "workers";
+/// Priority classes, read in this order.
+pub const CLASSES: [&str; 3] = ["high", "normal", "low"];
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The class of a request priority: above 0 high, 0 normal, below 0 low.
+pub fn class_of(priority: i32) -> &'static str {
+    match priority {
+        p if p > 0 => "high",
+        0 => "normal",
+        _ => "low",
+    }
+}
+
+/// What a worker needs to run a build someone submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// The build id the submitter was given.
+    pub id: String,
+    /// BLAKE3 of the source manifest (path → digest) in the content store.
+    pub source: crate::digest::Digest,
+    #[serde(default)]
+    pub app_config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    #[serde(default = "yes")]
+    pub list_files: bool,
+    /// Unix seconds.
+    pub submitted_at: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A job a worker took, with what it needs to act on it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job: Job,
+    pub stream: String,
+    pub entry: String,
+    /// The fencing token: the job's attempt number when this worker took it.
+    pub token: u64,
+    /// How many times the entry was delivered (1 for the first).
+    pub deliveries: u64,
+}
+
+/// What taking an entry found.
+pub enum Taken {
+    Run(Box<Claimed>),
+    /// The entry's job is finished, cancelled or unknown: acknowledged and dropped.
+    Dropped,
+    /// The job's payload cannot be read: dead-lettered with this error.
+    Invalid(FarmError),
+}
+
+/// A job's state as the farm keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub id: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`, `timed_out`, `dead`.
+    pub state: String,
+    pub worker: Option<String>,
+    pub attempt: u64,
+    pub result: Option<BuildResult>,
+}
+
+/// The farm's queue: a connection to its Redis and its key names.
+#[derive(Clone)]
+pub struct FarmQueue {
+    client: redis::Client,
+    connection: ConnectionManager,
+    prefix: String,
+    url: String,
+    pub lease: Duration,
+    pub result_ttl: Duration,
+}
+
+fn unavailable(op: &'static str) -> impl Fn(redis::RedisError) -> FarmError {
+    move |e| FarmError::Unavailable { op, message: e.to_string() }
+}
+
+impl FarmQueue {
+    /// Connect to the farm of `config` (`None` when it names none).
+    pub async fn connect(config: &EngineConfig) -> Result<Option<FarmQueue>, FarmError> {
+        let Some(redis) = &config.queue.redis else { return Ok(None) };
+        let url = redact_url(&redis.url);
+        let client = redis::Client::open(redis.url.as_str())
+            .map_err(|e| FarmError::Unavailable { op: "open", message: format!("{url}: {e}") })?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(3);
+        let connection = ConnectionManager::new_with_config(client.clone(), manager)
+            .await
+            .map_err(|e| FarmError::Unavailable { op: "connect", message: format!("{url}: {e}") })?;
+        let queue = FarmQueue {
+            client,
+            connection,
+            prefix: redis.key_prefix.clone(),
+            url,
+            lease: Duration::from_secs(config.queue.lease_seconds),
+            result_ttl: Duration::from_secs(config.queue.result_ttl),
+        };
+        queue.ensure_groups().await?;
+        Ok(Some(queue))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn stream(&self, class: &str) -> String {
+        self.key(&format!("q:{class}"))
+    }
+
+    async fn ensure_groups(&self) -> Result<(), FarmError> {
+        for class in CLASSES {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.stream(class))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut self.connection.clone())
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(unavailable("create the consumer group")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection of its own for blocking reads (a blocking command holds a multiplexed
+    /// connection), with a response timeout longer than the block.
+    pub async fn blocking_connection(&self, block: Duration) -> Result<MultiplexedConnection, FarmError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(block + RESPONSE_TIMEOUT));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(unavailable("connect for blocking reads"))
+    }
+
+    /// Put a job on the queue; with an idempotency key already used, the job it named is
+    /// returned instead and nothing is queued. Returns the job id that holds.
+    pub async fn enqueue(&self, job: &Job, idempotency_key: Option<&str>) -> Result<String, FarmError> {
+        let payload = serde_json::to_string(job)
+            .map_err(|e| FarmError::JobInvalid { id: job.id.clone(), message: e.to_string() })?;
+        let idem = idempotency_key.map(|k| self.key(&format!("idem:{k}"))).unwrap_or_default();
+        let script = redis::Script::new(
+            r"
+            if KEYS[1] ~= '' then
+              local existing = redis.call('GET', KEYS[1])
+              if existing then return existing end
+              redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+            end
+            redis.call('HSET', KEYS[2], 'payload', ARGV[2], 'state', 'queued', 'attempt', 0, 'stream', KEYS[3])
+            local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
+            redis.call('HSET', KEYS[2], 'entry', entry)
+            return ARGV[1]
+            ",
+        );
+        script
+            .key(idem)
+            .key(self.key(&format!("job:{}", job.id)))
+            .key(self.stream(class_of(job.priority)))
+            .arg(&job.id)
+            .arg(payload)
+            .arg(self.result_ttl.as_secs())
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("enqueue"))
+    }
+
+    /// The next entry for `worker`: each class in turn without waiting, then up to `block`
+    /// on all of them (on `blocking`, a connection of its own).
+    pub async fn next_entry(
+        &self,
+        worker: &str,
+        blocking: &mut MultiplexedConnection,
+        block: Duration,
+    ) -> Result<Option<(String, String, String)>, FarmError> {
+        for class in CLASSES {
+            let read = self.read_group(&mut self.connection.clone(), worker, &[self.stream(class)], None).await?;
+            if read.is_some() {
+                return Ok(read);
+            }
+        }
+        let streams: Vec<String> = CLASSES.iter().map(|c| self.stream(c)).collect();
+        self.read_group(blocking, worker, &streams, Some(block)).await
+    }
+
+    async fn read_group<C: redis::aio::ConnectionLike>(
+        &self,
+        connection: &mut C,
+        worker: &str,
+        streams: &[String],
+        block: Option<Duration>,
+    ) -> Result<Option<(String, String, String)>, FarmError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(GROUP).arg(worker).arg("COUNT").arg(1);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(streams);
+        for _ in streams {
+            cmd.arg(">");
+        }
+        let reply: Option<redis::streams::StreamReadReply> =
+            cmd.query_async(connection).await.map_err(unavailable("read the queue"))?;
+        Ok(reply.and_then(|r| {
+            r.keys.into_iter().find_map(|stream| {
+                let entry = stream.ids.into_iter().next()?;
+                let id: String = entry.get("id")?;
+                Some((stream.key, entry.id, id))
+            })
+        }))
+    }
+
+    /// Take an entry delivered to `worker`: a new attempt of its job, or a job to drop.
+    pub async fn take(&self, worker: &str, stream: &str, entry: &str, id: &str) -> Result<Taken, FarmError> {
+        let script = redis::Script::new(
+            r"
+            local state = redis.call('HGET', KEYS[1], 'state')
+            if not state or (state ~= 'queued' and state ~= 'running') then return {-1, ''} end
+            if redis.call('HGET', KEYS[1], 'cancel') == '1' then return {-2, ''} end
+            local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+            redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'entry', ARGV[2], 'stream', ARGV[3])
+            return {attempt, redis.call('HGET', KEYS[1], 'payload')}
+            ",
+        );
+        let (token, payload): (i64, String) = script
+            .key(self.key(&format!("job:{id}")))
+            .arg(worker)
+            .arg(entry)
+            .arg(stream)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("take a job"))?;
+        match token {
+            -2 => {
+                self.finish_cancelled(id, stream, entry).await?;
+                return Ok(Taken::Dropped);
+            }
+            t if t < 0 => {
+                self.ack(stream, entry).await?;
+                return Ok(Taken::Dropped);
+            }
+            _ => {}
+        }
+        let job: Job = match serde_json::from_str(&payload) {
+            Ok(job) => job,
+            Err(e) => {
+                return Ok(Taken::Invalid(FarmError::JobInvalid {
+                    id: id.to_string(),
+                    message: format!("its payload is not a job: {e}"),
+                }));
+            }
+        };
+        if job.id != id {
+            return Ok(Taken::Invalid(FarmError::JobInvalid {
+                id: id.to_string(),
+                message: format!("its payload names another job ({})", job.id),
+            }));
+        }
+        let deliveries = self.deliveries(stream, entry).await?;
+        Ok(Taken::Run(Box::new(Claimed {
+            job,
+            stream: stream.to_string(),
+            entry: entry.to_string(),
+            token: token as u64,
+            deliveries,
+        })))
+    }
+
+    async fn deliveries(&self, stream: &str, entry: &str) -> Result<u64, FarmError> {
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(entry)
+            .arg(entry)
+            .arg(1)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("read a delivery count"))?;
+        // [[id, consumer, idle, deliveries]]
+        let count = match reply {
+            redis::Value::Array(rows) => rows.into_iter().next().and_then(|row| match row {
+                redis::Value::Array(fields) => {
+                    fields.get(3).and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok())
+                }
+                _ => None,
+            }),
+            _ => None,
+        };
+        Ok(count.unwrap_or(1))
+    }
+
+    async fn ack(&self, stream: &str, entry: &str) -> Result<(), FarmError> {
+        redis::pipe()
+            .cmd("XACK")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(stream)
+            .arg(entry)
+            .ignore()
+            .query_async::<()>(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("acknowledge a job"))
+    }
+
+    /// Keep the lease on a running job (its entry's idle time back to 0) and say whether this
+    /// worker still holds it and whether the job was cancelled: `(holds, cancelled)`.
+    pub async fn renew(&self, worker: &str, claimed: &Claimed) -> Result<(bool, bool), FarmError> {
+        let script = redis::Script::new(
+            r"
+            if tonumber(redis.call('HGET', KEYS[1], 'attempt')) ~= tonumber(ARGV[1]) then return {0, 0} end
+            redis.call('XCLAIM', KEYS[2], ARGV[2], ARGV[3], 0, ARGV[4], 'JUSTID')
+            local cancelled = 0
+            if redis.call('HGET', KEYS[1], 'cancel') == '1' then cancelled = 1 end
+            return {1, cancelled}
+            ",
+        );
+        let (holds, cancelled): (i64, i64) = script
+            .key(self.key(&format!("job:{}", claimed.job.id)))
+            .key(&claimed.stream)
+            .arg(claimed.token)
+            .arg(GROUP)
+            .arg(worker)
+            .arg(&claimed.entry)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("renew a lease"))?;
+        Ok((holds == 1, cancelled == 1))
+    }
+
+    /// Whether the token still holds the job (checked before each step that publishes).
+    pub async fn holds(&self, id: &str, token: u64) -> Result<bool, FarmError> {
+        let attempt: Option<u64> = redis::cmd("HGET")
+            .arg(self.key(&format!("job:{id}")))
+            .arg("attempt")
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("check a lease"))?;
+        Ok(attempt == Some(token))
+    }
+
+    /// Add an event to the build's stream, if the token still holds the job.
+    pub async fn emit(&self, id: &str, token: u64, record: &EventRecord) -> Result<bool, FarmError> {
+        let json = serde_json::to_string(record).unwrap_or_default();
+        let script = redis::Script::new(
+            r"
+            if tonumber(redis.call('HGET', KEYS[1], 'attempt')) ~= tonumber(ARGV[1]) then return 0 end
+            redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+            redis.call('EXPIRE', KEYS[2], ARGV[3])
+            return 1
+            ",
+        );
+        let added: i64 = script
+            .key(self.key(&format!("job:{id}")))
+            .key(self.key(&format!("ev:{id}")))
+            .arg(token)
+            .arg(json)
+            .arg(self.result_ttl.as_secs())
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("send an event"))?;
+        Ok(added == 1)
+    }
+
+    /// Store the result, end the event stream and acknowledge the entry, if the token still
+    /// holds the job: all at once or nothing. Returns whether it held.
+    pub async fn complete(&self, claimed: &Claimed, result: &BuildResult) -> Result<bool, FarmError> {
+        let json = serde_json::to_string(result).unwrap_or_default();
+        let script = redis::Script::new(
+            r"
+            if tonumber(redis.call('HGET', KEYS[1], 'attempt')) ~= tonumber(ARGV[1]) then return 0 end
+            redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3])
+            redis.call('XADD', KEYS[3], '*', 'end', ARGV[2])
+            redis.call('XACK', KEYS[2], ARGV[4], ARGV[5])
+            redis.call('XDEL', KEYS[2], ARGV[5])
+            redis.call('EXPIRE', KEYS[1], ARGV[6])
+            redis.call('EXPIRE', KEYS[3], ARGV[6])
+            return 1
+            ",
+        );
+        let done: i64 = script
+            .key(self.key(&format!("job:{}", claimed.job.id)))
+            .key(&claimed.stream)
+            .key(self.key(&format!("ev:{}", claimed.job.id)))
+            .arg(claimed.token)
+            .arg(result.status.as_str())
+            .arg(json)
+            .arg(GROUP)
+            .arg(&claimed.entry)
+            .arg(self.result_ttl.as_secs())
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("store a result"))?;
+        Ok(done == 1)
+    }
+
+    /// Give up on a job: state `dead`, its error as the result, a record on the dead-letter
+    /// stream, the entry acknowledged (whoever holds it).
+    pub async fn dead_letter(
+        &self,
+        id: &str,
+        stream: &str,
+        entry: &str,
+        result: &BuildResult,
+    ) -> Result<(), FarmError> {
+        let json = serde_json::to_string(result).unwrap_or_default();
+        let error = result.error.as_ref().map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default();
+        let script = redis::Script::new(
+            r"
+            redis.call('HSET', KEYS[1], 'state', 'dead', 'result', ARGV[1])
+            redis.call('XADD', KEYS[3], '*', 'id', ARGV[4], 'error', ARGV[5])
+            redis.call('XADD', KEYS[4], '*', 'end', 'dead')
+            redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+            redis.call('XDEL', KEYS[2], ARGV[3])
+            redis.call('EXPIRE', KEYS[1], ARGV[6])
+            redis.call('EXPIRE', KEYS[4], ARGV[6])
+            return 1
+            ",
+        );
+        script
+            .key(self.key(&format!("job:{id}")))
+            .key(stream)
+            .key(self.key("dead"))
+            .key(self.key(&format!("ev:{id}")))
+            .arg(json)
+            .arg(GROUP)
+            .arg(entry)
+            .arg(id)
+            .arg(error)
+            .arg(self.result_ttl.as_secs())
+            .invoke_async::<i64>(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("dead-letter a job"))?;
+        Ok(())
+    }
+
+    /// Events of a build after `after` (`0` for all), waiting up to `block` for the first;
+    /// `(last id, events, ended)`.
+    pub async fn events(
+        &self,
+        blocking: &mut MultiplexedConnection,
+        id: &str,
+        after: &str,
+        block: Duration,
+    ) -> Result<(String, Vec<EventRecord>, bool), FarmError> {
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(100)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(self.key(&format!("ev:{id}")))
+            .arg(after)
+            .query_async(blocking)
+            .await
+            .map_err(unavailable("read events"))?;
+        let mut last = after.to_string();
+        let mut events = Vec::new();
+        let mut ended = false;
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in stream.ids {
+                last = entry.id.clone();
+                if entry.map.contains_key("end") {
+                    ended = true;
+                } else if let Some(record) =
+                    entry.get::<String>("e").and_then(|json| serde_json::from_str::<EventRecord>(&json).ok())
+                {
+                    events.push(record);
+                }
+            }
+        }
+        Ok((last, events, ended))
+    }
+
+    /// Entries idle past the lease in `stream` (their worker died or stalled), now delivered to
+    /// `worker`: `(entry, job id)`.
+    pub async fn reclaim(&self, worker: &str, stream: &str) -> Result<Vec<(String, String)>, FarmError> {
+        let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(worker)
+            .arg(self.lease.as_millis() as u64)
+            .arg("0-0")
+            // One at a time: an entry claimed here is this worker's to renew from now on.
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("reclaim stalled jobs"))?;
+        Ok(reply.claimed.into_iter().filter_map(|entry| Some((entry.id.clone(), entry.get::<String>("id")?))).collect())
+    }
+
+    /// Every priority class's stream name.
+    pub fn streams(&self) -> Vec<String> {
+        CLASSES.iter().map(|c| self.stream(c)).collect()
+    }
+}

@@ -1,0 +1,287 @@
+//! The build farm end to end: real `redis-server`, real `workz-build worker` processes, builds
+//! submitted by `workz-build submit` processes; workers killed and stopped mid-build.
+
+#[path = "support/redis.rs"]
+mod redis_server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use serde_json::{Value, json};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_workz-build")
+}
+
+/// A farm: its Redis, a shared content store (a directory every process reaches), a config.
+struct Farm {
+    redis: RedisServer,
+    root: tempfile::TempDir,
+    config: PathBuf,
+    workers: Vec<(String, Child)>,
+}
+
+impl Farm {
+    fn start(extra: Value) -> Farm {
+        let redis = RedisServer::start();
+        let root = tempfile::tempdir().unwrap();
+        let mut config = json!({
+            "queue": {"redis": {"url": redis.url()}, "leaseSeconds": 5},
+            "cache": {"remote": {"url": format!("file://{}/shared", root.path().display())}},
+        });
+        merge(&mut config, extra);
+        let path = root.path().join("engine.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        Farm { redis, root, config: path, workers: Vec::new() }
+    }
+
+    /// A `workz-build` command as machine `machine` runs it (its own cache and artifacts).
+    fn command(&self, machine: &str) -> Command {
+        let mut cmd = Command::new(bin());
+        let home = self.root.path().join(machine);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env("WORKZ_CACHE_DIR", home.join("cache"))
+            .env("WORKZ_ARTIFACTS_DIR", home.join("artifacts"))
+            .env_remove("WORKZ_LOG");
+        cmd
+    }
+
+    fn worker(&mut self, name: &str) {
+        let child = self
+            .command(name)
+            .args(["worker", "--name", name, "--concurrency", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.workers.push((name.to_string(), child));
+    }
+
+    fn pid(&self, name: &str) -> u32 {
+        self.workers.iter().find(|(n, _)| n == name).unwrap().1.id()
+    }
+
+    fn signal(&self, name: &str, signal: &str) {
+        assert!(Command::new("kill").args([signal, &self.pid(name).to_string()]).status().unwrap().success());
+    }
+
+    fn submit(&self, app: &Path, args: &[&str]) -> Output {
+        self.command("client").arg("submit").arg(app).args(args).output().unwrap()
+    }
+
+    fn status(&self, id: &str) -> Value {
+        json_of(&self.command("client").args(["status", id, "--json"]).output().unwrap())
+    }
+
+    /// Wait until build `id` is in `state`; its status then.
+    fn wait_for(&self, id: &str, state: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.status(id);
+            if status["state"] == state {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{id} never reached {state}: {status}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.workers {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.redis.kill();
+    }
+}
+
+fn merge(into: &mut Value, extra: Value) {
+    if let (Some(into), Value::Object(extra)) = (into.as_object_mut(), extra) {
+        for (k, v) in extra {
+            match into.get_mut(&k) {
+                Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                _ => {
+                    into.insert(k, v);
+                }
+            }
+        }
+    }
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn app(root: &Path, name: &str, pre_build: &[&str]) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("css")).unwrap();
+    let config = json!({"name": name, "appType": "static", "hooks": {"preBuild": pre_build}});
+    std::fs::write(dir.join("workz.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("index.html"), format!("<!doctype html><h1>{name}</h1>")).unwrap();
+    std::fs::write(dir.join("css/site.css"), "h1 { color: teal; }\n".repeat(50)).unwrap();
+    dir
+}
+
+fn files(result: &Value) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = result["artifacts"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f["blake3"].as_str().unwrap().to_string()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_submitted_build_runs_on_a_worker_and_gives_what_an_in_process_build_gives() {
+    let mut farm = Farm::start(json!({}));
+    farm.worker("w1");
+    let site = app(farm.root.path(), "shop", &[]);
+    let out = farm.submit(&site, &["--wait", "--json"]);
+    let result = json_of(&out);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(result["worker"], "w1");
+    let local = json_of(&farm.command("local").args(["build", site.to_str().unwrap(), "--json"]).output().unwrap());
+    assert_eq!(local["status"], "succeeded");
+    assert!(local.get("worker").is_none(), "`build` runs in its own process: {local}");
+    assert_eq!(files(&result), files(&local), "the farm built what this process builds");
+    assert_eq!(result["cache"]["key"], local["cache"]["key"]);
+
+    let status = farm.status(result["build_id"].as_str().unwrap());
+    assert_eq!((status["state"].as_str(), status["worker"].as_str()), (Some("succeeded"), Some("w1")), "{status}");
+    let figures = json_of(&farm.command("client").args(["farm", "status", "--json"]).output().unwrap());
+    assert_eq!(figures["workers"][0]["name"], "w1", "{figures}");
+    assert_eq!(figures["running"], 0);
+    assert_eq!(figures["desiredWorkers"], 1, "nothing waits: the minimum");
+
+    // Without --wait, the id comes back once the job is queued.
+    let out = farm.submit(&site, &["--json"]);
+    let id = json_of(&out)["build_id"].as_str().unwrap().to_string();
+    let done = farm.wait_for(&id, "succeeded", Duration::from_secs(30));
+    assert_eq!(done["result"]["cache"]["hit"], true, "{done}");
+}
+
+#[test]
+fn a_worker_killed_mid_build_loses_its_job_to_another() {
+    let mut farm = Farm::start(json!({}));
+    farm.worker("w1");
+    let site = app(farm.root.path(), "slow", &["sleep 2"]);
+    let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
+    let running = farm.wait_for(&id, "running", Duration::from_secs(20));
+    assert_eq!(running["worker"], "w1");
+    farm.signal("w1", "-KILL");
+    farm.worker("w2");
+    let done = farm.wait_for(&id, "succeeded", Duration::from_secs(40));
+    assert_eq!(done["worker"], "w2", "{done}");
+    assert_eq!(done["attempt"], 2);
+    assert_eq!(done["result"]["worker"], "w2");
+    assert!(!farm.root.path().join("w1/artifacts/slow/latest").exists(), "nothing published by the dead worker");
+}
+
+#[test]
+fn a_worker_stopped_past_its_lease_publishes_nothing_when_it_resumes() {
+    let mut farm = Farm::start(json!({}));
+    farm.worker("w1");
+    let site = app(farm.root.path(), "stalled", &["sleep 3"]);
+    let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
+    farm.wait_for(&id, "running", Duration::from_secs(20));
+    farm.signal("w1", "-STOP");
+    farm.worker("w2");
+    let done = farm.wait_for(&id, "succeeded", Duration::from_secs(40));
+    assert_eq!(done["worker"], "w2", "{done}");
+    farm.signal("w1", "-CONT");
+    // w1's build goes on, reaches its first publishing step and finds the lease gone.
+    std::thread::sleep(Duration::from_secs(5));
+    let after = farm.status(&id);
+    assert_eq!((after["worker"].as_str(), after["attempt"].as_u64()), (Some("w2"), Some(2)), "{after}");
+    assert_eq!(after["result"]["build_id"], id.as_str());
+    assert!(!farm.root.path().join("w1/artifacts/stalled/latest").exists(), "the stalled worker published nothing");
+    // And it takes jobs again.
+    farm.signal("w2", "-STOP");
+    let other = app(farm.root.path(), "after", &[]);
+    let result = json_of(&farm.submit(&other, &["--wait", "--json"]));
+    assert_eq!((result["status"].as_str(), result["worker"].as_str()), (Some("succeeded"), Some("w1")), "{result}");
+}
+
+#[test]
+fn a_job_that_kills_its_worker_every_time_is_dead_lettered() {
+    let mut farm = Farm::start(json!({"buildSystem": {"retryAttempts": 1}}));
+    let site = app(farm.root.path(), "poison", &["sh -c 'kill -9 $PPID'"]);
+    let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
+    let healthy = app(farm.root.path(), "healthy", &[]);
+    for (round, name) in ["w1", "w2", "w3"].into_iter().enumerate() {
+        farm.worker(name);
+        if round < 2 {
+            // The poison kills the worker that takes it.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let child = &mut farm.workers.last_mut().unwrap().1;
+            while child.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "{name} was not killed by the poison job");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let dead = farm.wait_for(&id, "dead", Duration::from_secs(40));
+    let error = &dead["result"]["error"];
+    assert!(error["message"].as_str().unwrap().contains("never finished"), "{dead}");
+    let figures = json_of(&farm.command("client").args(["farm", "status", "--json"]).output().unwrap());
+    assert_eq!(figures["deadLettered"], 1, "{figures}");
+    // Other jobs are unaffected.
+    let result = json_of(&farm.submit(&healthy, &["--wait", "--json"]));
+    assert_eq!((result["status"].as_str(), result["worker"].as_str()), (Some("succeeded"), Some("w3")), "{result}");
+}
+
+#[test]
+fn a_queued_build_is_cancelled_from_another_process() {
+    let farm = Farm::start(json!({}));
+    let site = app(farm.root.path(), "never", &[]);
+    let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
+    let out = farm.command("client").args(["cancel", &id]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled before it started"));
+    let status = farm.wait_for(&id, "cancelled", Duration::from_secs(5));
+    assert_eq!(status["result"]["status"], "cancelled");
+    let unknown = farm.command("client").args(["status", "bnope", "--json"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(json_of(&unknown)["error"]["code"], "build_not_found");
+}
+
+#[test]
+fn sigterm_drains_a_worker_its_build_finishes_and_it_leaves_the_farm() {
+    let mut farm = Farm::start(json!({}));
+    farm.worker("w1");
+    let site = app(farm.root.path(), "draining", &["sleep 2"]);
+    let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
+    farm.wait_for(&id, "running", Duration::from_secs(20));
+    farm.signal("w1", "-TERM");
+    let done = farm.wait_for(&id, "succeeded", Duration::from_secs(30));
+    assert_eq!(
+        (done["worker"].as_str(), done["attempt"].as_u64()),
+        (Some("w1"), Some(1)),
+        "finished where it ran: {done}"
+    );
+    let child = &mut farm.workers[0].1;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the worker did not stop after its build");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    let figures = json_of(&farm.command("client").args(["farm", "status", "--json"]).output().unwrap());
+    assert_eq!(figures["workers"].as_array().map(Vec::len), Some(0), "deregistered: {figures}");
+}
