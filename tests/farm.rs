@@ -25,7 +25,10 @@ struct Farm {
 
 impl Farm {
     fn start(extra: Value) -> Farm {
-        let redis = RedisServer::start();
+        Farm::with_redis(RedisServer::start(), extra)
+    }
+
+    fn with_redis(redis: RedisServer, extra: Value) -> Farm {
         let root = tempfile::tempdir().unwrap();
         let mut config = json!({
             "queue": {"redis": {"url": redis.url()}, "leaseSeconds": 5},
@@ -284,4 +287,108 @@ fn sigterm_drains_a_worker_its_build_finishes_and_it_leaves_the_farm() {
     assert!(status.success(), "{status:?}");
     let figures = json_of(&farm.command("client").args(["farm", "status", "--json"]).output().unwrap());
     assert_eq!(figures["workers"].as_array().map(Vec::len), Some(0), "deregistered: {figures}");
+}
+
+#[test]
+fn a_running_build_is_cancelled_from_another_process() {
+    let mut farm = Farm::start(json!({}));
+    farm.worker("w1");
+    let site = app(farm.root.path(), "long", &["sleep 30"]);
+    let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
+    farm.wait_for(&id, "running", Duration::from_secs(20));
+    let started = Instant::now();
+    let out = farm.command("client").args(["cancel", &id]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelling"), "{out:?}");
+    let done = farm.wait_for(&id, "cancelled", Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(10), "the 30 s hook was stopped: {:?}", started.elapsed());
+    assert_eq!(done["result"]["status"], "cancelled", "{done}");
+    assert_eq!(done["result"]["error"]["code"], "cancelled");
+}
+
+#[test]
+fn bad_jobs_are_refused_with_their_code_and_the_worker_goes_on() {
+    let mut farm = Farm::start(json!({}));
+    // A job whose payload was tampered with, put on the queue by hand.
+    let key = |k: &str| format!("workz:{k}");
+    farm.redis.command(&[
+        b"HSET",
+        key("job:btampered").as_bytes(),
+        b"payload",
+        b"{\"id\": 12",
+        b"state",
+        b"queued",
+        b"attempt",
+        b"0",
+    ]);
+    farm.redis.command(&[b"XADD", key("q:normal").as_bytes(), b"*", b"id", b"btampered"]);
+    // A job whose sources are gone from the content store.
+    let site = app(farm.root.path(), "lost", &[]);
+    let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
+    let cas = farm.root.path().join("shared/cas");
+    let blob = std::fs::read_dir(&cas).unwrap().next().unwrap().unwrap().path();
+    std::fs::remove_file(&blob).unwrap();
+
+    farm.worker("w1");
+    let tampered = farm.wait_for("btampered", "dead", Duration::from_secs(20));
+    assert_eq!(tampered["result"]["error"]["code"], "job_invalid", "{tampered}");
+    let lost = farm.wait_for(&id, "failed", Duration::from_secs(20));
+    assert_eq!(lost["result"]["error"]["code"], "job_source_missing", "{lost}");
+    assert!(lost["result"]["error"]["hint"].is_string());
+    // The worker is still there and builds.
+    let good = app(farm.root.path(), "good", &[]);
+    let result = json_of(&farm.submit(&good, &["--wait", "--json"]));
+    assert_eq!(result["status"], "succeeded", "{result}");
+
+    let out = farm.submit(&good, &["--priority", "high", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "a malformed priority is bad usage");
+}
+
+#[test]
+fn redis_restarted_mid_run_loses_no_job() {
+    let mut farm = Farm::with_redis(RedisServer::start_persistent(), json!({}));
+    farm.worker("w1");
+    // Six builds from three submitting processes at once, each waiting for its results.
+    let submitters: Vec<Child> = (0..3)
+        .map(|client| {
+            let sites: Vec<PathBuf> =
+                (0..2).map(|i| app(farm.root.path(), &format!("app{client}{i}"), &["sleep 1"])).collect();
+            let script = sites
+                .iter()
+                .map(|s| format!("{} --config {} submit {} --wait --json", bin(), farm.config.display(), s.display()))
+                .collect::<Vec<_>>()
+                .join(" & ");
+            let home = farm.root.path().join(format!("client{client}"));
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("{script} & wait"))
+                .env("WORKZ_CACHE_DIR", home.join("cache"))
+                .env("WORKZ_ARTIFACTS_DIR", home.join("artifacts"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    farm.redis.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    farm.redis.restart();
+
+    let mut results = Vec::new();
+    for submitter in submitters {
+        let out = submitter.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // Each prints two JSON objects, one per build.
+        for result in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
+            results.push(result.unwrap());
+        }
+    }
+    assert_eq!(results.len(), 6, "{results:?}");
+    for result in &results {
+        assert_eq!(result["status"], "succeeded", "{result}");
+    }
+    let figures = json_of(&farm.command("client").args(["farm", "status", "--json"]).output().unwrap());
+    assert_eq!((figures["running"].as_u64(), figures["deadLettered"].as_u64()), (Some(0), Some(0)), "{figures}");
+    let queued: u64 = figures["queued"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(queued, 0, "{figures}");
 }

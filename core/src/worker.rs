@@ -180,10 +180,14 @@ async fn run_job(engine: &Engine, farm: &FarmClient, name: &str, claimed: Claime
     };
     let _ = std::fs::remove_dir_all(&dir);
     result.worker = Some(name.to_string());
-    match queue.complete(&claimed, &result).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!("worker {name}: {}", FarmError::LeaseLost(id)),
-        Err(e) => tracing::warn!("worker {name}: {e}"),
+    // Redis may be restarting: try for a while before leaving the job to be taken again.
+    for attempt in 0..20 {
+        match queue.complete(&claimed, &result).await {
+            Ok(true) => return,
+            Ok(false) => return tracing::warn!("worker {name}: {}", FarmError::LeaseLost(id)),
+            Err(e) if attempt == 19 => return tracing::warn!("worker {name}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
     }
 }
 

@@ -12,12 +12,22 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Append-only file with a sync per write: a restart finds every acknowledged write.
+    persistent: bool,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = RedisServer { port, dir: tempfile::tempdir().unwrap(), child: None };
+        let mut server = RedisServer { port, dir: tempfile::tempdir().unwrap(), child: None, persistent: false };
+        server.restart();
+        server
+    }
+
+    /// A server whose data survives a kill and a restart (AOF, `appendfsync always`).
+    pub fn start_persistent() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = RedisServer { port, dir: tempfile::tempdir().unwrap(), child: None, persistent: true };
         server.restart();
         server
     }
@@ -26,10 +36,13 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// (Re)start on the same port, empty.
+    /// (Re)start on the same port: empty, or with its data when persistent.
     pub fn restart(&mut self) {
+        let persistence: &[&str] =
+            if self.persistent { &["--appendonly", "yes", "--appendfsync", "always"] } else { &["--appendonly", "no"] };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(persistence)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

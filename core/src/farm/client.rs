@@ -18,6 +18,8 @@ use crate::source::SourceTree;
 
 /// How long one read of a build's events waits before checking for a cancel.
 const FOLLOW_BLOCK: Duration = Duration::from_millis(500);
+/// How long a submitter keeps following a build while the farm's Redis does not answer.
+const FOLLOW_OUTAGE: Duration = Duration::from_secs(60);
 
 /// The farm's queue and the content store sources and results travel through.
 #[derive(Clone)]
@@ -88,36 +90,54 @@ impl FarmClient {
         emitter: &EventEmitter,
         cancel: &CancellationToken,
     ) -> Result<BuildResult, Error> {
-        let mut blocking = self.queue.blocking_connection(FOLLOW_BLOCK).await?;
+        let mut blocking = None;
         let mut last = "0".to_string();
+        // Redis may go away for a while (a restart): keep trying, then give up with the error.
+        let mut failing_since: Option<std::time::Instant> = None;
         let mut cancel_sent = false;
         let mut finished = false;
-        loop {
-            if cancel.is_cancelled() && !cancel_sent {
-                self.queue.cancel(id).await?;
-                cancel_sent = true;
-            }
-            let (next, events, ended) = self.queue.events(&mut blocking, id, &last, FOLLOW_BLOCK).await?;
+        let status = loop {
+            let read = async {
+                if cancel.is_cancelled() && !cancel_sent {
+                    self.queue.cancel(id).await?;
+                    cancel_sent = true;
+                }
+                if blocking.is_none() {
+                    blocking = Some(self.queue.blocking_connection(FOLLOW_BLOCK).await?);
+                }
+                let connection = blocking.as_mut().expect("made above");
+                let (next, events, ended) = self.queue.events(connection, id, &last, FOLLOW_BLOCK).await?;
+                // The end marker, or (for a job that ended with no events: cancelled while
+                // queued, or expired) its state, says the build is over.
+                let status = if ended || next == "0" { Some(self.queue.status(id).await?) } else { None };
+                Ok::<_, FarmError>((next, events, ended, status))
+            };
+            let (next, events, ended, status) = match read.await {
+                Ok(read) => {
+                    failing_since = None;
+                    read
+                }
+                Err(e @ FarmError::Unavailable { .. }) => {
+                    blocking = None;
+                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > FOLLOW_OUTAGE {
+                        return Err(e.into());
+                    }
+                    tokio::time::sleep(FOLLOW_BLOCK).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             last = next;
             for record in events {
                 finished |= matches!(record.event, crate::events::BuildEvent::Finished { .. });
                 emitter.emit(record.event);
             }
-            if ended {
-                break;
+            match status {
+                Some(status) if ended || status.result.is_some() => break status,
+                _ => {}
             }
-            // A job that ended without events (cancelled while queued) has its `end` marker;
-            // one that is gone (expired) says so.
-            if last == "0" {
-                let status = self.queue.status(id).await?;
-                if let Some(result) = status.result {
-                    emitter
-                        .emit(crate::events::BuildEvent::Finished { status: result.status, duration: result.duration });
-                    return Ok(result);
-                }
-            }
-        }
-        let status = self.queue.status(id).await?;
+        };
         let mut result = status.result.ok_or_else(|| FarmError::NotFound(id.to_string()))?;
         if status.state == "cancelled" {
             result.status = BuildStatus::Cancelled;
