@@ -320,7 +320,7 @@ fn bad_jobs_are_refused_with_their_code_and_the_worker_goes_on() {
         b"attempt",
         b"0",
     ]);
-    farm.redis.command(&[b"XADD", key("q:normal").as_bytes(), b"*", b"id", b"btampered"]);
+    farm.redis.command(&[b"XADD", key("q:normal:static:web").as_bytes(), b"*", b"id", b"btampered"]);
     // A job whose sources are gone from the content store.
     let site = app(farm.root.path(), "lost", &[]);
     let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
@@ -352,9 +352,18 @@ fn redis_restarted_mid_run_loses_no_job() {
         .map(|client| {
             let sites: Vec<PathBuf> =
                 (0..2).map(|i| app(farm.root.path(), &format!("app{client}{i}"), &["sleep 1"])).collect();
+            // Each build's result to a file of its own (two processes on one pipe interleave lines).
             let script = sites
                 .iter()
-                .map(|s| format!("{} --config {} submit {} --wait --json", bin(), farm.config.display(), s.display()))
+                .map(|s| {
+                    format!(
+                        "{} --config {} submit {} --wait --json > {}.json",
+                        bin(),
+                        farm.config.display(),
+                        s.display(),
+                        s.display()
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" & ");
             let home = farm.root.path().join(format!("client{client}"));
@@ -363,7 +372,7 @@ fn redis_restarted_mid_run_loses_no_job() {
                 .arg(format!("{script} & wait"))
                 .env("WORKZ_CACHE_DIR", home.join("cache"))
                 .env("WORKZ_ARTIFACTS_DIR", home.join("artifacts"))
-                .stdout(Stdio::piped())
+                .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap()
@@ -374,15 +383,13 @@ fn redis_restarted_mid_run_loses_no_job() {
     std::thread::sleep(Duration::from_secs(1));
     farm.redis.restart();
 
-    let mut results = Vec::new();
-    for submitter in submitters {
-        let out = submitter.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        // Each prints two JSON objects, one per build.
-        for result in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
-            results.push(result.unwrap());
-        }
+    for mut submitter in submitters {
+        submitter.wait().unwrap();
     }
+    let results: Vec<Value> = (0..3)
+        .flat_map(|client| (0..2).map(move |i| format!("app{client}{i}.json")))
+        .map(|name| serde_json::from_slice(&std::fs::read(farm.root.path().join(name)).unwrap()).unwrap())
+        .collect();
     assert_eq!(results.len(), 6, "{results:?}");
     for result in &results {
         assert_eq!(result["status"], "succeeded", "{result}");
@@ -391,4 +398,32 @@ fn redis_restarted_mid_run_loses_no_job() {
     assert_eq!((figures["running"].as_u64(), figures["deadLettered"].as_u64()), (Some(0), Some(0)), "{figures}");
     let queued: u64 = figures["queued"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(queued, 0, "{figures}");
+}
+
+#[test]
+fn a_job_waits_for_a_worker_that_can_build_it() {
+    let mut farm = Farm::start(json!({}));
+    farm.worker("w1");
+    // No Android SDK here: an Android build waits, and `farm status` says for what.
+    let android = farm.root.path().join("mobile");
+    std::fs::create_dir_all(&android).unwrap();
+    let config = json!({"name": "Mobile", "appType": "flutter", "buildTargets": ["android"]});
+    std::fs::write(android.join("workz.json"), config.to_string()).unwrap();
+    std::fs::write(android.join("pubspec.yaml"), "name: mobile\n").unwrap();
+    let id = json_of(&farm.submit(&android, &["--json"]))["build_id"].as_str().unwrap().to_string();
+    // A build this worker can do goes past it.
+    let site = app(farm.root.path(), "site", &[]);
+    let result = json_of(&farm.submit(&site, &["--wait", "--json"]));
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(farm.status(&id)["state"], "queued");
+    let figures = json_of(&farm.command("client").args(["farm", "status", "--json"]).output().unwrap());
+    assert_eq!(figures["waitingForCapability"]["flutter:android"], 1, "{figures}");
+    let capabilities = figures["workers"][0]["capabilities"].as_array().unwrap();
+    assert!(capabilities.iter().any(|c| c == "static:web"), "{figures}");
+    assert!(!capabilities.iter().any(|c| c == "flutter:android"), "{figures}");
+
+    // A target no builder has is refused at submit, not queued for ever.
+    let wrong = app(farm.root.path(), "wrong", &[]);
+    let out = farm.submit(&wrong, &["--target", "android", "--json"]);
+    assert_eq!(json_of(&out)["error"]["code"], "unsupported_target");
 }

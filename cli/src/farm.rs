@@ -101,18 +101,29 @@ pub fn worker(engine: &Engine, concurrency: Option<usize>, name: Option<String>)
 pub fn farm_status(engine: &Engine, json: bool) -> u8 {
     let figures = block_on(async {
         let farm = engine.farm().await?;
-        let (queued, running, dead) = farm.queue.depth().await?;
+        let depth = farm.queue.depth().await?;
         let workers = farm.queue.workers().await?;
-        Ok::<_, workz_build::Error>((queued, running, dead, workers))
+        Ok::<_, workz_build::Error>((depth, workers))
     });
     match figures {
-        Ok((queued, running, dead, workers)) => {
-            let queued_total: u64 = queued.iter().map(|(_, n)| n).sum();
+        Ok((depth, workers)) => {
+            let (running, dead) = (depth.running, depth.dead);
+            let queued_total: u64 = depth.queued.iter().map(|(_, n)| n).sum();
+            // Jobs no registered worker can build wait (an iOS build for a macOS worker): say so.
+            let capable = |cap: &str| {
+                workers.iter().any(|w| w["capabilities"].as_array().is_some_and(|c| c.iter().any(|c| c == cap)))
+            };
+            let waiting: serde_json::Map<String, serde_json::Value> = depth
+                .by_capability
+                .iter()
+                .filter(|(cap, n)| **n > 0 && !capable(cap))
+                .map(|(cap, n)| (cap.clone(), (*n).into()))
+                .collect();
             let q = &engine.config().queue;
             let desired =
                 workz_build::farm::desired_workers(queued_total, workers.len() as u64, q.min_workers, q.max_workers);
             let queued: serde_json::Map<String, serde_json::Value> =
-                queued.into_iter().map(|(class, n)| (class, n.into())).collect();
+                depth.queued.into_iter().map(|(class, n)| (class, n.into())).collect();
             if json {
                 print_json(&serde_json::json!({
                     "queued": queued,
@@ -120,11 +131,15 @@ pub fn farm_status(engine: &Engine, json: bool) -> u8 {
                     "deadLettered": dead,
                     "workers": workers,
                     "desiredWorkers": desired,
+                    "waitingForCapability": waiting,
                 }));
             } else {
                 println!("queued: {queued_total} ({})", serde_json::Value::Object(queued));
                 println!("running: {running}, dead-lettered: {dead}");
                 println!("workers: {} active, {desired} desired", workers.len());
+                for (cap, n) in &waiting {
+                    println!("  {n} build(s) wait for a worker that can build {cap}");
+                }
                 for w in &workers {
                     println!("  worker {}: load {}%, running {}", w["name"], w["load"], w["running"]);
                 }

@@ -47,6 +47,9 @@ impl Fence for LeaseFence {
 /// and deregisters.
 pub async fn run_worker(engine: Engine, options: WorkerOptions, stop: CancellationToken) -> Result<()> {
     let farm = engine.farm().await?.clone();
+    let capabilities = engine.buildable_targets();
+    farm.queue.ensure_groups(&capabilities).await?;
+    let streams = Arc::new(farm.queue.streams_for(&capabilities));
     let running = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let heartbeat = {
         let (farm, options, running, stop) = (farm.clone(), options.clone(), running.clone(), stop.clone());
@@ -75,9 +78,9 @@ pub async fn run_worker(engine: Engine, options: WorkerOptions, stop: Cancellati
     };
     let slots: Vec<_> = (0..options.concurrency.max(1))
         .map(|_| {
-            let (engine, farm, name, running, stop) =
-                (engine.clone(), farm.clone(), options.name.clone(), running.clone(), stop.clone());
-            tokio::spawn(async move { slot(engine, farm, name, running, stop).await })
+            let (engine, farm, name, running, stop, streams) =
+                (engine.clone(), farm.clone(), options.name.clone(), running.clone(), stop.clone(), streams.clone());
+            tokio::spawn(async move { slot(engine, farm, &streams, name, running, stop).await })
         })
         .collect();
     for slot in slots {
@@ -92,13 +95,14 @@ pub async fn run_worker(engine: Engine, options: WorkerOptions, stop: Cancellati
 async fn slot(
     engine: Engine,
     farm: FarmClient,
+    streams: &[Vec<String>],
     name: String,
     running: Arc<std::sync::Mutex<Vec<String>>>,
     stop: CancellationToken,
 ) {
     let mut blocking = None;
     while !stop.is_cancelled() {
-        let next = match next_entry(&farm.queue, &name, &mut blocking, &stop).await {
+        let next = match next_entry(&farm.queue, &name, streams, &mut blocking, &stop).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!("worker {name}: {e}");
@@ -136,10 +140,11 @@ async fn slot(
 async fn next_entry(
     queue: &FarmQueue,
     name: &str,
+    streams: &[Vec<String>],
     blocking: &mut Option<redis::aio::MultiplexedConnection>,
     stop: &CancellationToken,
 ) -> Result<Option<(String, String, String)>> {
-    for stream in queue.streams() {
+    for stream in streams.concat() {
         if let Some((entry, id)) = queue.reclaim(name, &stream).await?.into_iter().next() {
             return Ok(Some((stream, entry, id)));
         }
@@ -149,7 +154,7 @@ async fn next_entry(
     }
     let connection = blocking.as_mut().expect("made above");
     tokio::select! {
-        next = queue.next_entry(name, connection, BLOCK) => Ok(next?),
+        next = queue.next_entry(name, streams, connection, BLOCK) => Ok(next?),
         _ = stop.cancelled() => Ok(None),
     }
 }

@@ -29,7 +29,7 @@ impl Engine {
     pub async fn enqueue(&self, request: BuildRequest) -> Result<String> {
         let id = new_build_id();
         let stat_dir = self.shared.services.state_dir.join("stat");
-        self.farm().await?.enqueue(&id, &request, self.config(), &stat_dir).await?;
+        self.farm().await?.enqueue(&id, &request, self.config(), &stat_dir, &self.shared.services.platforms).await?;
         Ok(id)
     }
 
@@ -43,7 +43,10 @@ impl Engine {
         spawn(async move {
             let stat_dir = engine.shared.services.state_dir.join("stat");
             let result = match engine.farm().await {
-                Ok(farm) => match farm.enqueue(&id, &request, engine.config(), &stat_dir).await {
+                Ok(farm) => match farm
+                    .enqueue(&id, &request, engine.config(), &stat_dir, &engine.shared.services.platforms)
+                    .await
+                {
                     Ok(()) => farm.follow(&id, &emitter, &token).await,
                     Err(e) => BuildResult::rejected(id.clone(), &e),
                 },

@@ -10,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 use super::{FarmQueue, Job, upload_source};
 use crate::cache::{CacheBackend, RemoteCache, RemoteTierSettings};
 use crate::config::EngineConfig;
-use crate::context::BuildRequest;
-use crate::error::{Error, FarmError};
+use crate::config::{APP_CONFIG_FILE, AppConfig, ConfigError};
+use crate::context::{BuildRequest, PlatformRegistry};
+use crate::error::{BuildError, Error, FarmError};
 use crate::events::EventEmitter;
 use crate::result::{BuildResult, BuildStatus};
 use crate::source::SourceTree;
@@ -26,6 +27,38 @@ const FOLLOW_OUTAGE: Duration = Duration::from_secs(60);
 pub struct FarmClient {
     pub queue: FarmQueue,
     pub content: Arc<dyn CacheBackend>,
+}
+
+/// The `appType:target` a request needs, from its app config: only workers that can build it
+/// read the stream its job goes to, so a target no builder has is refused here, not queued.
+fn capability_of(request: &BuildRequest, tree: &SourceTree, platforms: &PlatformRegistry) -> Result<String, Error> {
+    let text = match &request.app_config {
+        Some(value) => value.to_string(),
+        None => {
+            let file = tree
+                .get(APP_CONFIG_FILE)
+                .ok_or_else(|| ConfigError::AppConfigMissing(format!("no {APP_CONFIG_FILE} at the app root")))?;
+            String::from_utf8_lossy(&file.read()?).into_owned()
+        }
+    };
+    let app = AppConfig::from_json(APP_CONFIG_FILE, &text)?.value;
+    let builder = platforms.get(app.app_type)?;
+    let supported = builder.supported_targets();
+    let target = request
+        .target
+        .clone()
+        .or_else(|| app.build_targets.first().cloned())
+        .or_else(|| supported.first().map(|t| t.to_string()))
+        .unwrap_or_default();
+    if !supported.contains(&target.as_str()) {
+        return Err(BuildError::UnsupportedTarget {
+            app_type: app.app_type.to_string(),
+            target,
+            supported: supported.join(", "),
+        }
+        .into());
+    }
+    Ok(format!("{}:{target}", app.app_type))
 }
 
 impl FarmClient {
@@ -48,6 +81,7 @@ impl FarmClient {
         request: &BuildRequest,
         config: &EngineConfig,
         stat_dir: &Path,
+        platforms: &PlatformRegistry,
     ) -> Result<(), Error> {
         if !matches!(request.timeout, None | Some(1..)) {
             return Err(Error::InvalidRequest("timeout: expected at least 1 second".into()));
@@ -58,10 +92,12 @@ impl FarmClient {
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
+        let capability = capability_of(request, &tree, platforms)?;
         let source = upload_source(&tree, self.content.as_ref()).await?;
         let job = Job {
             id: id.to_string(),
             source,
+            capability,
             app_config: request.app_config.clone(),
             target: request.target.clone(),
             priority: request.priority,

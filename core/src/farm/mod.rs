@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::client::FarmClient;
 pub use self::source::{SourceManifest, materialize_source, upload_source};
-pub use self::status::desired_workers;
+pub use self::status::{Depth, desired_workers};
 use crate::config::{EngineConfig, redact_url};
 use crate::error::FarmError;
 use crate::events::EventRecord;
@@ -57,6 +57,8 @@ pub struct Job {
     pub id: String,
     /// BLAKE3 of the source manifest (path → digest) in the content store.
     pub source: crate::digest::Digest,
+    /// `appType:target`: only a worker that can build it takes the job.
+    pub capability: String,
     #[serde(default)]
     pub app_config: Option<serde_json::Value>,
     #[serde(default)]
@@ -146,7 +148,6 @@ impl FarmQueue {
             lease: Duration::from_secs(config.queue.lease_seconds),
             result_ttl: Duration::from_secs(config.queue.result_ttl),
         };
-        queue.ensure_groups().await?;
         Ok(Some(queue))
     }
 
@@ -158,15 +159,22 @@ impl FarmQueue {
         format!("{}{name}", self.prefix)
     }
 
-    fn stream(&self, class: &str) -> String {
-        self.key(&format!("q:{class}"))
+    /// The stream of jobs of a priority class that need a capability (`appType:target`).
+    fn stream(&self, class: &str, capability: &str) -> String {
+        self.key(&format!("q:{class}:{capability}"))
     }
 
-    async fn ensure_groups(&self) -> Result<(), FarmError> {
-        for class in CLASSES {
+    /// The streams a worker with `capabilities` reads, by class (high first).
+    pub fn streams_for(&self, capabilities: &[String]) -> Vec<Vec<String>> {
+        CLASSES.iter().map(|class| capabilities.iter().map(|c| self.stream(class, c)).collect()).collect()
+    }
+
+    /// The consumer group on each stream a worker with `capabilities` reads.
+    pub async fn ensure_groups(&self, capabilities: &[String]) -> Result<(), FarmError> {
+        for stream in self.streams_for(capabilities).concat() {
             let created: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
-                .arg(self.stream(class))
+                .arg(&stream)
                 .arg(GROUP)
                 .arg("0")
                 .arg("MKSTREAM")
@@ -206,6 +214,7 @@ impl FarmQueue {
               if existing then return existing end
               redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
             end
+            redis.pcall('XGROUP', 'CREATE', KEYS[3], ARGV[4], '0', 'MKSTREAM')
             redis.call('HSET', KEYS[2], 'payload', ARGV[2], 'state', 'queued', 'attempt', 0, 'stream', KEYS[3])
             local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
             redis.call('HSET', KEYS[2], 'entry', entry)
@@ -215,31 +224,38 @@ impl FarmQueue {
         script
             .key(idem)
             .key(self.key(&format!("job:{}", job.id)))
-            .key(self.stream(class_of(job.priority)))
+            .key(self.stream(class_of(job.priority), &job.capability))
             .arg(&job.id)
             .arg(payload)
             .arg(self.result_ttl.as_secs())
+            .arg(GROUP)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(unavailable("enqueue"))
     }
 
-    /// The next entry for `worker`: each class in turn without waiting, then up to `block`
-    /// on all of them (on `blocking`, a connection of its own).
+    /// The next entry for `worker` among `streams` (by class, from [`FarmQueue::streams_for`]):
+    /// each class in turn without waiting, then up to `block` on all of them (on `blocking`, a
+    /// connection of its own).
     pub async fn next_entry(
         &self,
         worker: &str,
+        streams: &[Vec<String>],
         blocking: &mut MultiplexedConnection,
         block: Duration,
     ) -> Result<Option<(String, String, String)>, FarmError> {
-        for class in CLASSES {
-            let read = self.read_group(&mut self.connection.clone(), worker, &[self.stream(class)], None).await?;
+        for class in streams.iter().filter(|s| !s.is_empty()) {
+            let read = self.read_group(&mut self.connection.clone(), worker, class, None).await?;
             if read.is_some() {
                 return Ok(read);
             }
         }
-        let streams: Vec<String> = CLASSES.iter().map(|c| self.stream(c)).collect();
-        self.read_group(blocking, worker, &streams, Some(block)).await
+        let all = streams.concat();
+        if all.is_empty() {
+            tokio::time::sleep(block).await;
+            return Ok(None);
+        }
+        self.read_group(blocking, worker, &all, Some(block)).await
     }
 
     async fn read_group<C: redis::aio::ConnectionLike>(
@@ -549,10 +565,5 @@ impl FarmQueue {
             .await
             .map_err(unavailable("reclaim stalled jobs"))?;
         Ok(reply.claimed.into_iter().filter_map(|entry| Some((entry.id.clone(), entry.get::<String>("id")?))).collect())
-    }
-
-    /// Every priority class's stream name.
-    pub fn streams(&self) -> Vec<String> {
-        CLASSES.iter().map(|c| self.stream(c)).collect()
     }
 }

@@ -1,8 +1,22 @@
 //! Reading and steering the farm: a build's state, cancelling, queue depth, workers.
 
+use std::collections::BTreeMap;
+
 use super::{CLASSES, FarmQueue, GROUP, JobStatus, unavailable};
 use crate::error::FarmError;
 use crate::result::BuildResult;
+
+/// The queue's figures (`farm status`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Depth {
+    /// Jobs waiting, per priority class (high, normal, low).
+    pub queued: Vec<(String, u64)>,
+    /// Jobs waiting, per capability they need (`appType:target`).
+    pub by_capability: BTreeMap<String, u64>,
+    /// Jobs a worker holds.
+    pub running: u64,
+    pub dead: u64,
+}
 
 impl FarmQueue {
     pub(super) async fn finish_cancelled(&self, id: &str, stream: &str, entry: &str) -> Result<(), FarmError> {
@@ -105,38 +119,65 @@ impl FarmQueue {
         })
     }
 
-    /// Queued entries per class, entries delivered and not acknowledged, and dead-lettered jobs.
-    pub async fn depth(&self) -> Result<(Vec<(String, u64)>, u64, u64), FarmError> {
-        let mut queued = Vec::new();
-        let mut running = 0;
-        for class in CLASSES {
-            let stream = self.stream(class);
+    /// What waits and runs: queued entries per class and per capability, entries delivered
+    /// and not acknowledged, and dead-lettered jobs.
+    pub async fn depth(&self) -> Result<Depth, FarmError> {
+        let mut depth = Depth { queued: CLASSES.iter().map(|c| (c.to_string(), 0)).collect(), ..Depth::default() };
+        let queue_prefix = self.key("q:");
+        for stream in self.scan(&format!("{queue_prefix}*")).await? {
+            let Some((class, capability)) = stream.strip_prefix(&queue_prefix).and_then(|rest| rest.split_once(':'))
+            else {
+                continue;
+            };
             let length: u64 = redis::cmd("XLEN")
                 .arg(&stream)
                 .query_async(&mut self.connection.clone())
                 .await
                 .map_err(unavailable("read the queue"))?;
-            let pending: redis::Value = redis::cmd("XPENDING")
-                .arg(&stream)
-                .arg(GROUP)
-                .query_async(&mut self.connection.clone())
-                .await
-                .map_err(unavailable("read the queue"))?;
+            let pending: redis::RedisResult<redis::Value> =
+                redis::cmd("XPENDING").arg(&stream).arg(GROUP).query_async(&mut self.connection.clone()).await;
             let pending = match pending {
-                redis::Value::Array(fields) => {
+                Ok(redis::Value::Array(fields)) => {
                     fields.first().and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok()).unwrap_or(0)
                 }
                 _ => 0,
             };
-            running += pending;
-            queued.push((class.to_string(), length.saturating_sub(pending)));
+            let waiting = length.saturating_sub(pending);
+            depth.running += pending;
+            if let Some(slot) = depth.queued.iter_mut().find(|(c, _)| c == class) {
+                slot.1 += waiting;
+            }
+            *depth.by_capability.entry(capability.to_string()).or_default() += waiting;
         }
-        let dead: u64 = redis::cmd("XLEN")
+        depth.dead = redis::cmd("XLEN")
             .arg(self.key("dead"))
             .query_async(&mut self.connection.clone())
             .await
             .map_err(unavailable("read the queue"))?;
-        Ok((queued, running, dead))
+        Ok(depth)
+    }
+
+    /// Keys matching `pattern` (SCAN, never KEYS).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, FarmError> {
+        let mut connection = self.connection.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(100)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable("list keys"))?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                return Ok(keys);
+            }
+        }
     }
 
     /// Register (or refresh) a worker: its description expires unless renewed within the lease.
@@ -161,28 +202,10 @@ impl FarmQueue {
         Ok(())
     }
 
-    /// The registered workers' descriptions (SCAN, never KEYS).
+    /// The registered workers' descriptions.
     pub async fn workers(&self) -> Result<Vec<serde_json::Value>, FarmError> {
         let mut connection = self.connection.clone();
-        let pattern = self.key("worker:*");
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(100)
-                .query_async(&mut connection)
-                .await
-                .map_err(unavailable("list workers"))?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
+        let keys = self.scan(&self.key("worker:*")).await?;
         let mut workers = Vec::new();
         for key in keys {
             let info: Option<String> =
