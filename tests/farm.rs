@@ -427,3 +427,33 @@ fn a_job_waits_for_a_worker_that_can_build_it() {
     let out = farm.submit(&wrong, &["--target", "android", "--json"]);
     assert_eq!(json_of(&out)["error"]["code"], "unsupported_target");
 }
+
+#[test]
+fn logs_follow_a_build_and_drain_stops_a_worker_after_its_build() {
+    let mut farm = Farm::start(json!({}));
+    farm.worker("w1");
+    let site = app(farm.root.path(), "chatty", &["sh -c 'echo hello from the hook; sleep 2'"]);
+    let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
+    farm.wait_for(&id, "running", Duration::from_secs(20));
+    let out = farm.command("client").args(["farm", "drain", "w1"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let logs = farm.command("client").args(["logs", &id, "--follow"]).output().unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("│ hello from the hook"), "{text}");
+    assert!(text.contains("finished: succeeded"), "{text}");
+    let jsonl = farm.command("client").args(["logs", &id, "--json"]).output().unwrap();
+    let records: Vec<Value> =
+        String::from_utf8_lossy(&jsonl.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Every event, in order (numbers included: the stage timings, the duration).
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "{records:?}");
+    assert!(records.iter().any(|r| r["type"] == "stage_finished" && r["seconds"].is_number()), "{records:?}");
+    // The drained worker finished the build, then left.
+    assert_eq!(farm.status(&id)["worker"], "w1");
+    let child = &mut farm.workers[0].1;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the drained worker did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

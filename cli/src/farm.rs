@@ -149,3 +149,53 @@ pub fn farm_status(engine: &Engine, json: bool) -> u8 {
         Err(e) => fail_early(&e, json),
     }
 }
+
+pub fn drain(engine: &Engine, worker: &str) -> u8 {
+    match block_on(async { engine.farm().await?.queue.drain(worker).await.map_err(workz_build::Error::from) }) {
+        Ok(()) => {
+            println!("{worker}: asked to drain (it finishes its builds, then stops)");
+            0
+        }
+        Err(e) => fail_early(&e, false),
+    }
+}
+
+/// Print a build's events as they are (with --follow, until the build ends).
+pub fn logs(engine: &Engine, build_id: &str, follow: bool, json: bool) -> u8 {
+    use workz_build::events::BuildEvent;
+    let shown = block_on(async {
+        let farm = engine.farm().await?;
+        // Known build? (Also the error for a wrong id.)
+        farm.queue.status(build_id).await?;
+        let block = std::time::Duration::from_millis(if follow { 500 } else { 0 });
+        let mut connection = farm.queue.blocking_connection(block).await?;
+        let mut last = "0".to_string();
+        loop {
+            let (next, events, ended) = farm.queue.events(&mut connection, build_id, &last, block).await?;
+            let read_all = next == last;
+            last = next;
+            for record in events {
+                if json {
+                    println!("{}", serde_json::to_string(&record).unwrap_or_default());
+                    continue;
+                }
+                match &record.event {
+                    BuildEvent::StageStarted { stage } => println!("[{:>7.3}s] {stage}", record.elapsed),
+                    BuildEvent::Log { line, .. } => println!("│ {line}"),
+                    BuildEvent::Warning { message, .. } => println!("warning: {message}"),
+                    BuildEvent::Finished { status, duration } => {
+                        println!("finished: {} in {duration:.3}s", status.as_str())
+                    }
+                    _ => {}
+                }
+            }
+            if ended || (!follow && read_all) {
+                return Ok::<_, workz_build::Error>(());
+            }
+        }
+    });
+    match shown {
+        Ok(()) => 0,
+        Err(e) => fail_early(&e, json),
+    }
+}

@@ -84,6 +84,15 @@ enum Command {
     },
     /// Cancel a farm build, queued or running.
     Cancel { build_id: String },
+    /// A farm build's events so far (its log lines, warnings, stages); --follow until it ends.
+    Logs {
+        build_id: String,
+        #[arg(long, short)]
+        follow: bool,
+        /// One event JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Take builds from the farm's queue and run them here, until SIGTERM or Ctrl-C.
     Worker {
         /// Builds run at once (default: buildSystem.maxConcurrentBuilds).
@@ -114,6 +123,8 @@ enum FarmAction {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a worker to take no new build, finish those it holds and stop.
+    Drain { worker: String },
 }
 
 #[derive(Subcommand)]
@@ -329,6 +340,14 @@ fn run() -> u8 {
         },
         Command::Farm { action: FarmAction::Status { json } } => match open_engine(&cli, None) {
             Ok(engine) => farm::farm_status(&engine, json),
+            Err(e) => fail_early(&e, json),
+        },
+        Command::Farm { action: FarmAction::Drain { ref worker } } => match open_engine(&cli, None) {
+            Ok(engine) => farm::drain(&engine, worker),
+            Err(e) => fail_early(&e, false),
+        },
+        Command::Logs { ref build_id, follow, json } => match open_engine(&cli, None) {
+            Ok(engine) => farm::logs(&engine, build_id, follow, json),
             Err(e) => fail_early(&e, json),
         },
         Command::Cache { ref action, json } => {

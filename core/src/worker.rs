@@ -55,7 +55,7 @@ pub async fn run_worker(engine: Engine, options: WorkerOptions, stop: Cancellati
         let (farm, options, running, stop) = (farm.clone(), options.clone(), running.clone(), stop.clone());
         let targets = engine.buildable_targets();
         tokio::spawn(async move {
-            let every = (farm.queue.lease / 3).max(Duration::from_secs(1));
+            let every = (farm.queue.lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(2));
             loop {
                 let ids = running.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let info = serde_json::json!({
@@ -68,6 +68,10 @@ pub async fn run_worker(engine: Engine, options: WorkerOptions, stop: Cancellati
                 });
                 if let Err(e) = farm.queue.register(&options.name, &info).await {
                     tracing::warn!("worker heartbeat failed: {e}");
+                }
+                // `farm drain NAME` from anywhere: the same as SIGTERM here.
+                if matches!(farm.queue.drain_requested(&options.name).await, Ok(true)) {
+                    stop.cancel();
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}

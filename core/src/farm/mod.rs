@@ -30,7 +30,7 @@ pub use self::source::{SourceManifest, materialize_source, upload_source};
 pub use self::status::{Depth, desired_workers};
 use crate::config::{EngineConfig, redact_url};
 use crate::error::FarmError;
-use crate::events::EventRecord;
+use crate::events::{BuildEvent, EventRecord, LogStream, StageOutcome};
 use crate::result::BuildResult;
 
 /// The consumer group every worker reads in.
@@ -39,6 +39,33 @@ pub const GROUP: &str = "workers";
 pub const CLASSES: [&str; 3] = ["high", "normal", "low"];
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An event as the farm stores it: externally tagged. (rolldown turns on serde_json's
+/// `arbitrary_precision`, with which a number inside an internally tagged or flattened enum,
+/// as `EventRecord` is for the bindings, does not deserialize.)
+#[derive(Serialize, Deserialize)]
+struct WireRecord {
+    seq: u64,
+    elapsed: f64,
+    #[serde(with = "WireEvent")]
+    event: BuildEvent,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "BuildEvent")]
+enum WireEvent {
+    Queued { position: usize },
+    Started,
+    StageStarted { stage: String },
+    StageFinished { stage: String, outcome: StageOutcome, seconds: f64 },
+    Log { stream: LogStream, line: String },
+    ProcessStarted { command: String },
+    CacheHit { tier: String, key: String },
+    CacheMiss { key: String },
+    Warning { code: String, message: String },
+    Retrying { stage: String, attempt: u32, delay_seconds: f64, error: crate::report::ErrorReport },
+    Finished { status: crate::result::BuildStatus, duration: f64 },
+}
 
 /// The class of a request priority: above 0 high, 0 normal, below 0 low.
 pub fn class_of(priority: i32) -> &'static str {
@@ -418,7 +445,8 @@ impl FarmQueue {
 
     /// Add an event to the build's stream, if the token still holds the job.
     pub async fn emit(&self, id: &str, token: u64, record: &EventRecord) -> Result<bool, FarmError> {
-        let json = serde_json::to_string(record).unwrap_or_default();
+        let wire = WireRecord { seq: record.seq, elapsed: record.elapsed, event: record.event.clone() };
+        let json = serde_json::to_string(&wire).unwrap_or_default();
         let script = redis::Script::new(
             r"
             if tonumber(redis.call('HGET', KEYS[1], 'attempt')) ~= tonumber(ARGV[1]) then return 0 end
@@ -520,11 +548,13 @@ impl FarmQueue {
         after: &str,
         block: Duration,
     ) -> Result<(String, Vec<EventRecord>, bool), FarmError> {
-        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(100)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
+        // A zero block reads what is there (Redis's `BLOCK 0` would wait for ever).
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(100);
+        if !block.is_zero() {
+            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        let reply: Option<redis::streams::StreamReadReply> = cmd
             .arg("STREAMS")
             .arg(self.key(&format!("ev:{id}")))
             .arg(after)
@@ -539,10 +569,15 @@ impl FarmQueue {
                 last = entry.id.clone();
                 if entry.map.contains_key("end") {
                     ended = true;
-                } else if let Some(record) =
-                    entry.get::<String>("e").and_then(|json| serde_json::from_str::<EventRecord>(&json).ok())
+                } else if let Some(wire) =
+                    entry.get::<String>("e").and_then(|json| serde_json::from_str::<WireRecord>(&json).ok())
                 {
-                    events.push(record);
+                    events.push(EventRecord {
+                        build_id: id.to_string(),
+                        seq: wire.seq,
+                        elapsed: wire.elapsed,
+                        event: wire.event,
+                    });
                 }
             }
         }

@@ -180,6 +180,29 @@ impl FarmQueue {
         }
     }
 
+    /// Ask worker `name` to drain: it takes no new job, finishes those it holds and stops.
+    pub async fn drain(&self, name: &str) -> Result<(), FarmError> {
+        let _: () = redis::cmd("SET")
+            .arg(self.key(&format!("drain:{name}")))
+            .arg("1")
+            .arg("EX")
+            .arg(self.result_ttl.as_secs().max(1))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("drain a worker"))?;
+        Ok(())
+    }
+
+    /// Whether worker `name` was asked to drain (the request is consumed).
+    pub async fn drain_requested(&self, name: &str) -> Result<bool, FarmError> {
+        let removed: u64 = redis::cmd("DEL")
+            .arg(self.key(&format!("drain:{name}")))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("check for a drain"))?;
+        Ok(removed > 0)
+    }
+
     /// Register (or refresh) a worker: its description expires unless renewed within the lease.
     pub async fn register(&self, name: &str, info: &serde_json::Value) -> Result<(), FarmError> {
         let _: () = redis::cmd("SET")
