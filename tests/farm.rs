@@ -334,6 +334,9 @@ fn bad_jobs_are_refused_with_their_code_and_the_worker_goes_on() {
     let lost = farm.wait_for(&id, "failed", Duration::from_secs(20));
     assert_eq!(lost["result"]["error"]["code"], "job_source_missing", "{lost}");
     assert!(lost["result"]["error"]["hint"].is_string());
+    // Submitted again, the sources are uploaded again (the stale manifest was dropped).
+    let again = json_of(&farm.submit(&site, &["--wait", "--json"]));
+    assert_eq!(again["status"], "succeeded", "{again}");
     // The worker is still there and builds.
     let good = app(farm.root.path(), "good", &[]);
     let result = json_of(&farm.submit(&good, &["--wait", "--json"]));

@@ -293,6 +293,12 @@ pub trait CacheBackend: Send + Sync {
 
     async fn put_blob(&self, digest: &Digest, data: Bytes) -> Result<(), CacheError>;
 
+    /// Remove a blob (a content store that must not vouch for it any more). Tiers that keep
+    /// blobs only as long as entries name them need not.
+    async fn remove_blob(&self, _digest: &Digest) -> Result<(), CacheError> {
+        Ok(())
+    }
+
     /// Write blobs to files, verified; report those that are unavailable.
     async fn restore_blobs(&self, wanted: &[BlobRestore]) -> Result<RestoreReport, CacheError> {
         let mut report = RestoreReport::default();

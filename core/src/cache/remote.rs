@@ -314,6 +314,15 @@ impl CacheBackend for RemoteCache {
         Ok(Some(bytes))
     }
 
+    async fn remove_blob(&self, digest: &Digest) -> Result<(), CacheError> {
+        self.writable()?;
+        self.present.lock().unwrap_or_else(|p| p.into_inner()).remove(digest);
+        match self.store()?.delete(&self.blob_path(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.failed("remove a blob", e)),
+        }
+    }
+
     async fn put_blob(&self, digest: &Digest, data: Bytes) -> Result<(), CacheError> {
         self.writable()?;
         if self.has_blob(digest).await? {

@@ -30,8 +30,22 @@ fn store_failed(e: impl std::fmt::Display) -> FarmError {
     FarmError::Unavailable { op: "upload the sources", message: e.to_string() }
 }
 
-/// Put `tree` in the content store; returns the manifest's digest.
+/// Put `tree` in the content store; returns the manifest's digest. The manifest is stored
+/// after every blob it names, so a manifest already there means its blobs are too: a snapshot
+/// submitted before (the usual resubmission) costs one read, not one request per file.
 pub async fn upload_source(tree: &SourceTree, store: &dyn CacheBackend) -> Result<Digest, FarmError> {
+    let manifest = SourceManifest {
+        files: tree
+            .files()
+            .iter()
+            .map(|f| ManifestFile { path: f.path.clone(), size: f.size, blake3: f.digest })
+            .collect(),
+    };
+    let json = Bytes::from(serde_json::to_vec(&manifest).map_err(store_failed)?);
+    let digest = Digest::of(&json);
+    if matches!(store.get_blob(&digest).await, Ok(Some(_))) {
+        return Ok(digest);
+    }
     match tree.root() {
         Some(root) => {
             let files: Vec<BlobSource> =
@@ -45,15 +59,6 @@ pub async fn upload_source(tree: &SourceTree, store: &dyn CacheBackend) -> Resul
             }
         }
     }
-    let manifest = SourceManifest {
-        files: tree
-            .files()
-            .iter()
-            .map(|f| ManifestFile { path: f.path.clone(), size: f.size, blake3: f.digest })
-            .collect(),
-    };
-    let json = Bytes::from(serde_json::to_vec(&manifest).map_err(store_failed)?);
-    let digest = Digest::of(&json);
     store.put_blob(&digest, json).await.map_err(store_failed)?;
     Ok(digest)
 }
@@ -62,7 +67,7 @@ pub async fn upload_source(tree: &SourceTree, store: &dyn CacheBackend) -> Resul
 /// verified; the limits of this worker's config apply as to any source.
 pub async fn materialize_source(
     id: &str,
-    manifest: &Digest,
+    manifest_digest: &Digest,
     store: &dyn CacheBackend,
     dest: &Path,
     limits: &LimitsConfig,
@@ -70,10 +75,10 @@ pub async fn materialize_source(
     let missing = |message: String| FarmError::SourceMissing { id: id.to_string(), message };
     let invalid = |message: String| FarmError::JobInvalid { id: id.to_string(), message };
     let bytes = store
-        .get_blob(manifest)
+        .get_blob(manifest_digest)
         .await
         .map_err(|e| FarmError::Unavailable { op: "read the sources", message: e.to_string() })?
-        .ok_or_else(|| missing(format!("its source manifest {manifest} is not in the content store")))?;
+        .ok_or_else(|| missing(format!("its source manifest {manifest_digest} is not in the content store")))?;
     let manifest: SourceManifest =
         serde_json::from_slice(&bytes).map_err(|e| invalid(format!("its source manifest does not parse: {e}")))?;
     if manifest.files.len() as u64 > limits.max_source_files {
@@ -99,6 +104,9 @@ pub async fn materialize_source(
         .await
         .map_err(|e| FarmError::Unavailable { op: "read the sources", message: e.to_string() })?;
     if let Some(first) = report.unavailable.first() {
+        // The manifest vouches for blobs that are gone: without it, the next submission of
+        // these sources uploads them again.
+        let _ = store.remove_blob(manifest_digest).await;
         let path = manifest.files.iter().find(|f| f.blake3 == *first).map(|f| f.path.as_str()).unwrap_or("?");
         return Err(missing(format!(
             "{} source file(s) are missing or corrupt in the content store (first: {path})",
