@@ -53,11 +53,6 @@ pub struct Warmed {
     pub error: Option<ErrorReport>,
 }
 
-/// Tiers of this machine: an entry there needs no pull.
-fn is_local(tier: &str) -> bool {
-    matches!(tier, "memory" | "filesystem")
-}
-
 impl Engine {
     /// Warm the cache for the apps in `sources` (directories): see the module's docs. Queued
     /// builds run at [`WARM_PRIORITY`] under `maxConcurrentBuilds` with everything else.
@@ -96,7 +91,7 @@ impl Engine {
                     ..warmed(WarmOutcome::Cached, None)
                 };
                 match explanation.tier.as_deref() {
-                    Some(tier) if is_local(tier) || !options.pull => done.push(row),
+                    Some(tier) if crate::cache::is_local_tier(tier) || !options.pull => done.push(row),
                     Some(_) => {
                         match self.pull(&explanation.key).await {
                             Ok(()) => row.outcome = WarmOutcome::Pulled,

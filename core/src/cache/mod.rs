@@ -349,6 +349,12 @@ pub trait CacheBackend: Send + Sync {
     fn stats(&self) -> Vec<TierStats>;
 }
 
+/// Whether a tier is this machine's own (memory, filesystem) rather than shared (Redis, the
+/// object store): a hit there needs no copying into this machine.
+pub fn is_local_tier(tier: &str) -> bool {
+    matches!(tier, "memory" | "filesystem")
+}
+
 /// Compile an invalidation pattern.
 pub fn compile_pattern(pattern: &str) -> Result<globset::GlobMatcher, CacheError> {
     globset::GlobBuilder::new(pattern)

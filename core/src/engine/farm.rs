@@ -42,19 +42,22 @@ impl Engine {
         let (engine, token, id) = (self.clone(), cancel.clone(), build_id.clone());
         spawn(async move {
             let stat_dir = engine.shared.services.state_dir.join("stat");
-            let result = match engine.farm().await {
-                Ok(farm) => match farm
+            let queued = match engine.farm().await {
+                Ok(farm) => farm
                     .enqueue(&id, &request, engine.config(), &stat_dir, &engine.shared.services.platforms)
                     .await
-                {
-                    Ok(()) => farm.follow(&id, &emitter, &token).await,
-                    Err(e) => BuildResult::rejected(id.clone(), &e),
-                },
-                Err(e) => BuildResult::rejected(id.clone(), &e),
+                    .map(|()| farm),
+                Err(e) => Err(e),
             };
-            if result.error.is_some() && result.worker.is_none() && result.duration == 0.0 {
-                emitter.emit(BuildEvent::Finished { status: result.status, duration: 0.0 });
-            }
+            // `follow` ends the event stream itself; a build that never reached the queue ends here.
+            let result = match queued {
+                Ok(farm) => farm.follow(&id, &emitter, &token).await,
+                Err(e) => {
+                    let result = BuildResult::rejected(id.clone(), &e);
+                    emitter.emit(BuildEvent::Finished { status: result.status, duration: 0.0 });
+                    result
+                }
+            };
             let _ = result_tx.send(result);
         });
         BuildHandle { build_id, events: Some(rx), cancel, result: result_rx }

@@ -116,7 +116,11 @@ impl FarmClient {
     pub async fn follow(&self, id: &str, emitter: &EventEmitter, cancel: &CancellationToken) -> BuildResult {
         match self.follow_inner(id, emitter, cancel).await {
             Ok(result) => result,
-            Err(e) => BuildResult::rejected(id.to_string(), &e),
+            Err(e) => {
+                let result = BuildResult::rejected(id.to_string(), &e);
+                emitter.emit(crate::events::BuildEvent::Finished { status: result.status, duration: 0.0 });
+                result
+            }
         }
     }
 

@@ -144,7 +144,6 @@ pub struct FarmQueue {
     client: redis::Client,
     connection: ConnectionManager,
     prefix: String,
-    url: String,
     pub lease: Duration,
     pub result_ttl: Duration,
 }
@@ -171,15 +170,10 @@ impl FarmQueue {
             client,
             connection,
             prefix: redis.key_prefix.clone(),
-            url,
             lease: Duration::from_secs(config.queue.lease_seconds),
             result_ttl: Duration::from_secs(config.queue.result_ttl),
         };
         Ok(Some(queue))
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
     }
 
     pub fn key(&self, name: &str) -> String {

@@ -86,7 +86,7 @@ impl Stage for CacheLookupStage {
             Ok(Some(release)) => {
                 // A hit from a shared tier goes into this machine's tiers (the release holds
                 // its blobs); one from this machine's own is where it should be already.
-                if !matches!(hit.tier.as_str(), "memory" | "filesystem") {
+                if !crate::cache::is_local_tier(&hit.tier) {
                     let root = std::path::Path::new(&release.location);
                     let files: Vec<BlobSource> = hit
                         .entry

@@ -93,10 +93,6 @@ impl Destination {
         config.storage.deploy.iter().map(|d| Arc::new(Destination::new(d))).collect()
     }
 
-    pub fn location(&self) -> &ObjectLocation {
-        &self.location
-    }
-
     fn opened(&self) -> Result<&OpenedStore, StoreError> {
         if let Some(opened) = self.opened.get() {
             return Ok(opened);
