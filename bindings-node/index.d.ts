@@ -46,6 +46,8 @@ export interface BuildOptions {
   priority?: number
   /** Seconds. */
   timeout?: number
+  /** On a farm (`queue.redis`), submissions with the same key are one build. */
+  idempotencyKey?: string
 }
 
 export declare class WorkzBuildError extends Error {

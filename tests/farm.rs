@@ -181,11 +181,26 @@ fn a_submitted_build_runs_on_a_worker_and_gives_what_an_in_process_build_gives()
 fn a_worker_killed_mid_build_loses_its_job_to_another() {
     let mut farm = Farm::start(json!({}));
     farm.worker("w1");
-    let site = app(farm.root.path(), "slow", &["sleep 2"]);
+    let site = app(farm.root.path(), "slow", &["sleep 5"]);
     let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
     let running = farm.wait_for(&id, "running", Duration::from_secs(20));
     assert_eq!(running["worker"], "w1");
+    // The hook's process (in a process group of its own) dies with its worker.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let hook = loop {
+        if let Some(pid) = children_of(farm.pid("w1")).into_iter().next() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the hook never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     farm.signal("w1", "-KILL");
+    // Well before the hook's own 5 s are over.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Path::new(&format!("/proc/{hook}")).exists() && !is_zombie(hook) {
+        assert!(Instant::now() < deadline, "the hook {hook} outlived its killed worker");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     farm.worker("w2");
     let done = farm.wait_for(&id, "succeeded", Duration::from_secs(40));
     assert_eq!(done["worker"], "w2", "{done}");
@@ -459,4 +474,275 @@ fn logs_follow_a_build_and_drain_stops_a_worker_after_its_build() {
         assert!(Instant::now() < deadline, "the drained worker did not stop");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // pid (comm) state ppid …: comm may hold spaces, so read after its closing parenthesis.
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()) == Some(pid)
+        })
+        .collect()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn farm_status(farm: &Farm) -> Value {
+    json_of(&farm.command("client").args(["farm", "status", "--json"]).output().unwrap())
+}
+
+/// Wait until `farm status` satisfies `ready`.
+fn wait_for_status(farm: &Farm, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = farm_status(farm);
+        if ready(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_job_goes_to_the_free_worker_that_holds_its_dependencies() {
+    let mut farm = Farm::start(json!({}));
+    farm.worker("holder");
+    let shop = farm.root.path().join("shop");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/js/deps-app"), &shop);
+    let first = json_of(&farm.submit(&shop, &["--wait", "--json"]));
+    assert_eq!((first["status"].as_str(), first["worker"].as_str()), (Some("succeeded"), Some("holder")), "{first}");
+    assert_eq!(first["placement"]["reason"], "only free worker", "{first}");
+
+    farm.worker("fresh");
+    let status = wait_for_status(&farm, "two free workers, one holding the lock", |s| {
+        let workers = s["workers"].as_array().unwrap();
+        workers.len() == 2
+            && workers.iter().any(|w| w["name"] == "holder" && w["dependencies"].as_array().unwrap().len() == 1)
+    });
+    assert!(status["workers"].as_array().unwrap().iter().all(|w| w["running"].as_array().unwrap().is_empty()));
+    // Each worker learns of its peers at its next heartbeat (lease / 3 here).
+    std::thread::sleep(Duration::from_secs(2));
+    // Whichever worker reads the job, it runs where its dependencies are installed.
+    for round in 0..4 {
+        std::fs::write(
+            shop.join("src/main.js"),
+            format!("import {{ shout }} from 'shout';\nconsole.log(shout('round {round}'));\n"),
+        )
+        .unwrap();
+        let result = json_of(&farm.submit(&shop, &["--wait", "--json"]));
+        assert_eq!(result["status"], "succeeded", "{result}");
+        assert_eq!(result["worker"], "holder", "round {round}: {result}");
+        let placement = &result["placement"];
+        let (holder, fresh) =
+            (placement["scores"]["holder"].as_f64().unwrap(), placement["scores"]["fresh"].as_f64().unwrap());
+        assert!(holder >= fresh + 30.0, "+50 for the dependencies, at most 20 apart on performance: {placement}");
+    }
+    // A job with other dependencies: both score alike, and it does not wait for anyone.
+    let other = farm.root.path().join("other");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/js/version-v1"), &other);
+    let result = json_of(&farm.submit(&other, &["--wait", "--json"]));
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert_eq!(result["placement"]["scores"].as_object().unwrap().len(), 2, "{result}");
+
+    // The holder stopped (its registration still fresh): the job is offered to it, not taken,
+    // and the other worker takes it after the grace.
+    farm.signal("holder", "-STOP");
+    std::fs::write(shop.join("src/main.js"), "import { shout } from 'shout';\nconsole.log(shout('stopped'));\n")
+        .unwrap();
+    let started = Instant::now();
+    let result = json_of(&farm.submit(&shop, &["--wait", "--json"]));
+    farm.signal("holder", "-CONT");
+    assert_eq!((result["status"].as_str(), result["worker"].as_str()), (Some("succeeded"), Some("fresh")), "{result}");
+    let reason = result["placement"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("offered to holder, not taken within"), "{result}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+}
+
+#[test]
+fn submissions_with_the_same_idempotency_key_are_one_build() {
+    let mut farm = Farm::start(json!({}));
+    let site = app(farm.root.path(), "order", &["sleep 1"]);
+    let first = json_of(&farm.submit(&site, &["--idempotency-key", "order-42", "--json"]));
+    let again = json_of(&farm.submit(&site, &["--idempotency-key", "order-42", "--json"]));
+    assert_eq!(first["build_id"], again["build_id"], "the same key, the same build");
+    farm.worker("w1");
+    let waited = json_of(&farm.submit(&site, &["--idempotency-key", "order-42", "--wait", "--json"]));
+    assert_eq!(
+        (waited["build_id"].as_str(), waited["status"].as_str()),
+        (first["build_id"].as_str(), Some("succeeded"))
+    );
+    let id = first["build_id"].as_str().unwrap();
+    assert_eq!(farm.status(id)["attempt"], 1);
+    let history = std::fs::read_to_string(farm.root.path().join("w1/cache/history/builds.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 1, "built once: {history}");
+    // Another key is another build.
+    let other = json_of(&farm.submit(&site, &["--idempotency-key", "order-43", "--json"]));
+    assert_ne!(other["build_id"], first["build_id"]);
+    let empty = farm.submit(&site, &["--idempotency-key", "", "--json"]);
+    assert_eq!(json_of(&empty)["error"]["code"], "invalid_request", "{empty:?}");
+}
+
+#[test]
+fn the_desired_worker_count_reaches_the_scale_command_and_the_prometheus_gauges() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("scaled.log");
+    let command = format!("echo $1 >> '{}'", log.display());
+    let mut farm = Farm::start(
+        json!({"queue": {"minWorkers": 1, "maxWorkers": 4, "scaleCommand": ["sh", "-c", command, "scale"]}}),
+    );
+    farm.worker("w1");
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>();
+    let wait_lines = |expected: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lines() != expected {
+            assert!(Instant::now() < deadline, "scale command ran with {:?}, expected {expected:?}", lines());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_lines(&["1"]);
+    // Three builds no worker here can do wait: 3 > 2 × 1 active → 3 wanted.
+    let mobile = farm.root.path().join("mobile");
+    std::fs::create_dir_all(&mobile).unwrap();
+    let config = json!({"name": "Mobile", "appType": "flutter", "buildTargets": ["android"]});
+    std::fs::write(mobile.join("workz.json"), config.to_string()).unwrap();
+    std::fs::write(mobile.join("pubspec.yaml"), "name: mobile\n").unwrap();
+    let ids: Vec<String> =
+        (0..3).map(|_| json_of(&farm.submit(&mobile, &["--json"]))["build_id"].as_str().unwrap().to_string()).collect();
+    wait_lines(&["1", "3"]);
+    let text =
+        String::from_utf8(farm.command("client").args(["farm", "status", "--prometheus"]).output().unwrap().stdout)
+            .unwrap();
+    for line in [
+        "workz_queue_depth{priority=\"normal\"} 3",
+        "workz_workers_active 1",
+        "workz_workers_desired 3",
+        "workz_worker_load{worker=\"w1\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(text.contains("# TYPE workz_queue_depth gauge"), "{text}");
+    for id in &ids {
+        assert!(farm.command("client").args(["cancel", id]).status().unwrap().success());
+    }
+    // Nothing waits and one worker is the minimum: back to 1.
+    wait_lines(&["1", "3", "1"]);
+}
+
+#[test]
+fn sixty_builds_from_three_clients_on_three_workers_each_finish_once() {
+    let mut farm = Farm::start(json!({}));
+    for name in ["w1", "w2", "w3"] {
+        farm.worker(name);
+    }
+    // Mixed apps as people write them: static sites with and without styles or images, bundled
+    // scripts with modules, a hook here and there.
+    let apps: Vec<PathBuf> = (0..60)
+        .map(|i| {
+            let dir = farm.root.path().join(format!("apps/app{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let hooks = if i % 7 == 0 { json!({"preBuild": ["true"]}) } else { json!({}) };
+            if i % 3 == 0 {
+                std::fs::create_dir_all(dir.join("src")).unwrap();
+                let config = json!({"name": format!("app{i}"), "appType": "javascript", "hooks": hooks});
+                std::fs::write(dir.join("workz.json"), config.to_string()).unwrap();
+                std::fs::write(dir.join("index.html"), "<!doctype html><div id=app></div><script type=module src=src/main.js></script>").unwrap();
+                std::fs::write(dir.join("src/main.js"), format!("import {{ greet }} from './greet.js';\ndocument.getElementById('app').textContent = greet({i});\n")).unwrap();
+                std::fs::write(dir.join("src/greet.js"), "export function greet(n) { return `hello ${n}`; }\n").unwrap();
+            } else {
+                let config = json!({"name": format!("app{i}"), "appType": "static", "hooks": hooks});
+                std::fs::write(dir.join("workz.json"), config.to_string()).unwrap();
+                std::fs::write(dir.join("index.html"), format!("<!doctype html><title>{i}</title><h1>app {i}</h1>")).unwrap();
+                if i % 3 == 1 {
+                    std::fs::create_dir_all(dir.join("css")).unwrap();
+                    std::fs::write(dir.join("css/site.css"), format!("h1 {{ margin: {i}px; }}\n")).unwrap();
+                }
+                if i % 5 == 0 {
+                    std::fs::write(dir.join("logo.svg"), format!("<svg xmlns='http://www.w3.org/2000/svg'><text>{i}</text></svg>")).unwrap();
+                }
+            }
+            dir
+        })
+        .collect();
+    // Three clients submit 20 builds each, at once.
+    let ids: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..3)
+            .map(|client| {
+                let (farm, apps) = (&farm, &apps);
+                scope.spawn(move || {
+                    (client * 20..client * 20 + 20)
+                        .map(|i| {
+                            let out = farm
+                                .command(&format!("client{client}"))
+                                .arg("submit")
+                                .arg(&apps[i])
+                                .arg("--json")
+                                .output()
+                                .unwrap();
+                            (i, json_of(&out)["build_id"].as_str().unwrap().to_string())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients.into_iter().flat_map(|c| c.join().unwrap()).collect()
+    });
+    let history = |worker: &str| {
+        std::fs::read_to_string(farm.root.path().join(format!("{worker}/cache/history/builds.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["build_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut ran_on = std::collections::BTreeMap::<String, u64>::new();
+    for (i, id) in &ids {
+        let done = farm.wait_for(id, "succeeded", Duration::from_secs(120));
+        assert_eq!(done["attempt"], 1, "{done}");
+        *ran_on.entry(done["worker"].as_str().unwrap().to_string()).or_default() += 1;
+        let result = &done["result"];
+        // The release it names is where it ran.
+        let release = PathBuf::from(result["artifacts"]["path"].as_str().unwrap());
+        assert!(release.starts_with(farm.root.path().join(done["worker"].as_str().unwrap())), "{result}");
+        assert!(release.join("index.html").is_file(), "{result}");
+        // One `finished` event.
+        let logs = farm.command("client").args(["logs", id, "--json"]).output().unwrap();
+        let finished =
+            String::from_utf8_lossy(&logs.stdout).lines().filter(|l| l.contains("\"type\":\"finished\"")).count();
+        assert_eq!(finished, 1, "app{i}");
+        // What this process builds of the same app.
+        if i % 10 == 0 || i % 10 == 3 {
+            let local =
+                json_of(&farm.command("local").args(["build", apps[*i].to_str().unwrap(), "--json"]).output().unwrap());
+            assert_eq!(files(result), files(&local), "app{i}");
+        }
+    }
+    // One history record per build, on one worker.
+    let mut recorded: Vec<String> = ["w1", "w2", "w3"].iter().flat_map(|w| history(w)).collect();
+    recorded.sort();
+    let mut expected: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
+    expected.sort();
+    assert_eq!(recorded, expected);
+    assert!(ran_on.len() >= 2, "the work was shared: {ran_on:?}");
+    let figures = farm_status(&farm);
+    assert_eq!((figures["running"].as_u64(), figures["deadLettered"].as_u64()), (Some(0), Some(0)), "{figures}");
 }

@@ -59,11 +59,12 @@ fn request(
     force: bool,
     priority: i32,
     timeout: Option<u64>,
+    idempotency_key: Option<String>,
 ) -> Result<BuildRequest, ErrorReport> {
     let app_config = app_config_json
         .map(|text| serde_json::from_str(text).map_err(|e| invalid(format!("app_config is not JSON: {e}"))))
         .transpose()?;
-    let options = RequestOptions { target, app_config, force, priority, timeout };
+    let options = RequestOptions { target, app_config, force, priority, timeout, idempotency_key };
     request_of(source_dir, files.map(file_bytes).transpose()?, options).map_err(|e| e.report())
 }
 
@@ -82,7 +83,7 @@ impl Engine {
     }
 
     /// Queue a build and return its handle at once.
-    #[pyo3(signature = (source_dir=None, files=None, *, target=None, app_config_json=None, force=false, priority=0, timeout=None))]
+    #[pyo3(signature = (source_dir=None, files=None, *, target=None, app_config_json=None, force=false, priority=0, timeout=None, idempotency_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -93,9 +94,11 @@ impl Engine {
         force: bool,
         priority: i32,
         timeout: Option<u64>,
+        idempotency_key: Option<String>,
     ) -> PyResult<Build> {
         guarded(|| {
-            let request = request(source_dir, files, target, app_config_json, force, priority, timeout)?;
+            let request =
+                request(source_dir, files, target, app_config_json, force, priority, timeout, idempotency_key)?;
             Ok(Build { build: SharedBuild::new(self.engine.submit(request, None)) })
         })
     }
@@ -110,7 +113,7 @@ impl Engine {
         target: Option<String>,
         app_config_json: Option<&str>,
     ) -> PyResult<String> {
-        let request = guarded(|| request(source_dir, files, target, app_config_json, false, 0, None))?;
+        let request = guarded(|| request(source_dir, files, target, app_config_json, false, 0, None, None))?;
         let engine = self.engine.clone();
         py.detach(move || guarded(|| to_json(&block_on(engine.explain(request))?)))
     }

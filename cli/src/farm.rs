@@ -13,7 +13,10 @@ pub fn submit(engine: &Engine, request: BuildRequest, wait: bool, json: bool) ->
         } else {
             print_summary(&result);
             if let Some(worker) = &result.worker {
-                eprintln!("  ran on worker {worker}");
+                match &result.placement {
+                    Some(p) => eprintln!("  ran on worker {worker} ({})", p.reason),
+                    None => eprintln!("  ran on worker {worker}"),
+                }
             }
         }
         return exit_code(&result);
@@ -98,51 +101,32 @@ pub fn worker(engine: &Engine, concurrency: Option<usize>, name: Option<String>)
     }
 }
 
-pub fn farm_status(engine: &Engine, json: bool) -> u8 {
-    let figures = block_on(async {
+pub fn farm_status(engine: &Engine, json: bool, prometheus: bool) -> u8 {
+    let q = &engine.config().queue;
+    let status = block_on(async {
         let farm = engine.farm().await?;
-        let depth = farm.queue.depth().await?;
-        let workers = farm.queue.workers().await?;
-        Ok::<_, workz_build::Error>((depth, workers))
+        Ok::<_, workz_build::Error>(farm.queue.farm_status(q.min_workers, q.max_workers).await?)
     });
-    match figures {
-        Ok((depth, workers)) => {
-            let (running, dead) = (depth.running, depth.dead);
-            let queued_total: u64 = depth.queued.iter().map(|(_, n)| n).sum();
-            // Jobs no registered worker can build wait (an iOS build for a macOS worker): say so.
-            let capable = |cap: &str| {
-                workers.iter().any(|w| w["capabilities"].as_array().is_some_and(|c| c.iter().any(|c| c == cap)))
-            };
-            let waiting: serde_json::Map<String, serde_json::Value> = depth
-                .by_capability
-                .iter()
-                .filter(|(cap, n)| **n > 0 && !capable(cap))
-                .map(|(cap, n)| (cap.clone(), (*n).into()))
-                .collect();
-            let q = &engine.config().queue;
-            let desired =
-                workz_build::farm::desired_workers(queued_total, workers.len() as u64, q.min_workers, q.max_workers);
-            let queued: serde_json::Map<String, serde_json::Value> =
-                depth.queued.into_iter().map(|(class, n)| (class, n.into())).collect();
-            if json {
-                print_json(&serde_json::json!({
-                    "queued": queued,
-                    "running": running,
-                    "deadLettered": dead,
-                    "workers": workers,
-                    "desiredWorkers": desired,
-                    "waitingForCapability": waiting,
-                }));
-            } else {
-                println!("queued: {queued_total} ({})", serde_json::Value::Object(queued));
-                println!("running: {running}, dead-lettered: {dead}");
-                println!("workers: {} active, {desired} desired", workers.len());
-                for (cap, n) in &waiting {
-                    println!("  {n} build(s) wait for a worker that can build {cap}");
-                }
-                for w in &workers {
-                    println!("  worker {}: load {}%, running {}", w["name"], w["load"], w["running"]);
-                }
+    match status {
+        Ok(status) if prometheus => {
+            print!("{}", status.prometheus());
+            0
+        }
+        Ok(status) if json => {
+            print_json(&status);
+            0
+        }
+        Ok(status) => {
+            let queued: Vec<String> = status.queued.iter().map(|(class, n)| format!("{class} {n}")).collect();
+            println!("queued: {} ({})", status.queued_total(), queued.join(", "));
+            println!("running: {}, dead-lettered: {}", status.running, status.dead_lettered);
+            println!("workers: {} active, {} desired", status.workers.len(), status.desired_workers);
+            for (cap, n) in &status.waiting_for_capability {
+                println!("  {n} build(s) wait for a worker that can build {cap}");
+            }
+            for w in &status.workers {
+                let draining = if w.accepting { "" } else { ", draining" };
+                println!("  worker {}: load {}%, running {:?}{draining}", w.name, w.load, w.running);
             }
             0
         }

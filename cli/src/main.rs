@@ -73,6 +73,10 @@ enum Command {
         wait: bool,
         #[arg(long)]
         force: bool,
+        /// Submissions with the same key are one build (a retried submission gets the first
+        /// one's id and result).
+        #[arg(long)]
+        idempotency_key: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -118,10 +122,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum FarmAction {
-    /// Queue depth, running builds, dead letters and workers.
+    /// Queue depth, running builds, dead letters, workers and the desired worker count.
     Status {
         #[arg(long)]
         json: bool,
+        /// The same figures as Prometheus gauges (workz_queue_depth, workz_workers_active,
+        /// workz_workers_desired, …) in the OpenMetrics text format.
+        #[arg(long, conflicts_with = "json")]
+        prometheus: bool,
     },
     /// Ask a worker to take no new build, finish those it holds and stop.
     Drain { worker: String },
@@ -315,7 +323,7 @@ fn run() -> u8 {
                 Err(e) => fail_early(&e.into(), false),
             }
         }
-        Command::Submit { ref dir, ref target, priority, wait, force, json } => {
+        Command::Submit { ref dir, ref target, priority, wait, force, ref idempotency_key, json } => {
             let engine = match open_engine(&cli, None) {
                 Ok(engine) => engine,
                 Err(e) => return fail_early(&e, json),
@@ -324,6 +332,7 @@ fn run() -> u8 {
             request.target = target.clone();
             request.priority = priority;
             request.force = force;
+            request.idempotency_key = idempotency_key.clone();
             farm::submit(&engine, request, wait, json)
         }
         Command::Status { ref build_id, json } => match open_engine(&cli, None) {
@@ -338,8 +347,8 @@ fn run() -> u8 {
             Ok(engine) => farm::worker(&engine, concurrency, name.clone()),
             Err(e) => fail_early(&e, false),
         },
-        Command::Farm { action: FarmAction::Status { json } } => match open_engine(&cli, None) {
-            Ok(engine) => farm::farm_status(&engine, json),
+        Command::Farm { action: FarmAction::Status { json, prometheus } } => match open_engine(&cli, None) {
+            Ok(engine) => farm::farm_status(&engine, json, prometheus),
             Err(e) => fail_early(&e, json),
         },
         Command::Farm { action: FarmAction::Drain { ref worker } } => match open_engine(&cli, None) {

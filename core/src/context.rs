@@ -45,6 +45,10 @@ pub struct BuildRequest {
     /// binding hands over shrinks from one entry per file to a few fields.
     #[serde(default = "list_files_default")]
     pub list_files: bool,
+    /// On the farm, submissions with the same key are one build: the second gets the first's
+    /// id, events and result (a host retrying after a timeout does not build twice).
+    #[serde(default, alias = "idempotencyKey")]
+    pub idempotency_key: Option<String>,
 }
 
 fn list_files_default() -> bool {
@@ -62,6 +66,7 @@ impl BuildRequest {
             force: false,
             timeout: None,
             list_files: true,
+            idempotency_key: None,
         }
     }
 }

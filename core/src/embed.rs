@@ -48,6 +48,8 @@ pub struct RequestOptions {
     pub priority: i32,
     /// Seconds.
     pub timeout: Option<u64>,
+    /// Farm submissions with the same key are one build.
+    pub idempotency_key: Option<String>,
 }
 
 /// A request for a host's source, a directory (relative to the process's working directory)
@@ -76,6 +78,7 @@ pub fn request_of(
     request.force = options.force;
     request.priority = options.priority;
     request.timeout = options.timeout;
+    request.idempotency_key = options.idempotency_key;
     Ok(request)
 }
 

@@ -51,7 +51,7 @@ pub use context::{
     BuildContext, BuildOutput, BuildRequest, Flow, HostRequirement, PlatformBuilder, PlatformRegistry, Services, Stage,
 };
 pub use digest::Digest;
-pub use engine::{BuildHandle, CacheStats, Engine, EngineDirs, EngineSetup, QueueStatus};
+pub use engine::{BuildHandle, CacheStats, Engine, EngineDirs, EngineSetup, JobQueue, QueueStatus};
 pub use error::{Category, Error, ErrorCode, ErrorReport, Family, Result};
 pub use events::{BuildEvent, EventRecord};
 pub use explain::Explanation;

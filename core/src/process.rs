@@ -209,6 +209,22 @@ impl ProcessRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // The command has a group of its own (for timeouts), so a signal to the engine's group
+        // does not reach it: it is killed when the engine dies instead (SIGKILL included).
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The engine died before the prctl: do not start an orphan.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("the engine exited"));
+                }
+                Ok(())
+            });
+        }
         let started = Instant::now();
         let mut child =
             command.spawn().map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;

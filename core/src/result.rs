@@ -145,6 +145,22 @@ pub struct BuildResult {
     /// The farm worker that ran the build (absent for a build run in this process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// Why the farm ran it on that worker (absent for a build run in this process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// Where the farm placed a build and why: every free worker that could build it, scored as
+/// the platform document's `findOptimalWorker` does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The worker that ran it.
+    pub worker: String,
+    /// `best score`, `tie`, `only free worker`, `<name> was busy`, or a fallback: `offered to
+    /// <name>, not taken within <n> s`, `reclaimed after its worker stopped`.
+    pub reason: String,
+    /// Worker name → score.
+    pub scores: std::collections::BTreeMap<String, f64>,
 }
 
 impl BuildResult {
@@ -155,8 +171,20 @@ impl BuildResult {
     /// A copy without the artifact file list, for a binding that hands the list over apart
     /// (only when the host reads it: it can hold thousands of entries).
     pub fn without_files(&self) -> BuildResult {
-        let BuildResult { build_id, status, app, target, cache, artifacts, timings, duration, warnings, error, worker } =
-            self;
+        let BuildResult {
+            build_id,
+            status,
+            app,
+            target,
+            cache,
+            artifacts,
+            timings,
+            duration,
+            warnings,
+            error,
+            worker,
+            placement,
+        } = self;
         BuildResult {
             build_id: build_id.clone(),
             status: *status,
@@ -176,6 +204,7 @@ impl BuildResult {
             warnings: warnings.clone(),
             error: error.clone(),
             worker: worker.clone(),
+            placement: placement.clone(),
         }
     }
 
@@ -193,6 +222,7 @@ impl BuildResult {
             warnings: Vec::new(),
             error: Some(error.report()),
             worker: None,
+            placement: None,
         }
     }
 }

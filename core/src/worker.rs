@@ -2,8 +2,9 @@
 //! each as an in-process build of its engine, renews the job's lease while it runs, and
 //! publishes (cache entry, release, events, result, acknowledgement) only while it holds it.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -11,12 +12,20 @@ use tokio_util::sync::CancellationToken;
 use crate::context::{BuildRequest, Fence};
 use crate::engine::Engine;
 use crate::error::{Error, FarmError, Result};
-use crate::events::{EventCallback, EventRecord};
-use crate::farm::{Claimed, FarmClient, FarmQueue, Taken, materialize_source};
-use crate::result::BuildResult;
+use crate::events::{EventCallback, EventEmitter, EventRecord};
+use crate::farm::{
+    Claimed, Delivered, Delivery, FarmClient, FarmQueue, Job, Taken, WorkerInfo, choose, materialize_source,
+    performance_score,
+};
+use crate::process::{CommandSpec, ProcessRunner};
+use crate::result::{BuildResult, Placement};
 
 /// How long a slot waits on the queue before looking for stalled jobs again.
-const BLOCK: Duration = Duration::from_secs(2);
+const BLOCK: Duration = Duration::from_secs(1);
+/// How long `queue.scaleCommand` may take.
+const SCALE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often a slot looks for jobs it may take over (stalled, or offered and not taken).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Who the worker is and how much it takes on.
 #[derive(Debug, Clone)]
@@ -43,55 +52,187 @@ impl Fence for LeaseFence {
     }
 }
 
+/// What a worker knows of itself and of its peers, shared by its slots and its heartbeat.
+struct WorkerState {
+    options: WorkerOptions,
+    capabilities: Vec<String>,
+    mine: std::sync::Mutex<Mine>,
+    peers: std::sync::Mutex<Vec<WorkerInfo>>,
+    /// Wakes the heartbeat so that a slot taking or ending a job shows at once.
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Mine {
+    running: Vec<String>,
+    /// Dependency locks this worker installed (latest last), at most [`HELD_DEPENDENCIES`].
+    dependencies: VecDeque<String>,
+    /// `(capability, seconds)` of its latest builds that ran, at most [`RECENT_BUILDS`].
+    recent: VecDeque<(String, f64)>,
+    draining: bool,
+}
+
+const HELD_DEPENDENCIES: usize = 64;
+const RECENT_BUILDS: usize = 20;
+
+impl WorkerState {
+    fn mine(&self) -> std::sync::MutexGuard<'_, Mine> {
+        self.mine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn info(&self) -> WorkerInfo {
+        let mine = self.mine();
+        let concurrency = self.options.concurrency.max(1);
+        let recent: Vec<(String, f64)> = mine.recent.iter().cloned().collect();
+        WorkerInfo {
+            name: self.options.name.clone(),
+            concurrency,
+            running: mine.running.clone(),
+            load: (100 * mine.running.len() / concurrency) as u32,
+            capabilities: self.capabilities.clone(),
+            version: crate::VERSION.to_string(),
+            dependencies: mine.dependencies.iter().cloned().collect(),
+            performance: performance_score(&recent),
+            accepting: !mine.draining,
+        }
+    }
+
+    fn peers(&self) -> Vec<WorkerInfo> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What a finished build tells about this worker: its dependencies are installed here, and
+    /// how fast it builds.
+    fn learn(&self, job: &Job, result: &BuildResult) {
+        if !result.succeeded() || result.cache.hit {
+            return;
+        }
+        let mut mine = self.mine();
+        if let Some(lock) = &job.dependencies {
+            mine.dependencies.retain(|d| d != lock);
+            mine.dependencies.push_back(lock.clone());
+            if mine.dependencies.len() > HELD_DEPENDENCIES {
+                mine.dependencies.pop_front();
+            }
+        }
+        mine.recent.push_back((job.capability.clone(), result.duration));
+        if mine.recent.len() > RECENT_BUILDS {
+            mine.recent.pop_front();
+        }
+    }
+}
+
 /// Run a worker until `stop` is cancelled; then it takes no new job, finishes those it holds
 /// and deregisters.
 pub async fn run_worker(engine: Engine, options: WorkerOptions, stop: CancellationToken) -> Result<()> {
     let farm = engine.farm().await?.clone();
-    let capabilities = engine.buildable_targets();
-    farm.queue.ensure_groups(&capabilities).await?;
-    let streams = Arc::new(farm.queue.streams_for(&capabilities));
-    let running = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let heartbeat = {
-        let (farm, options, running, stop) = (farm.clone(), options.clone(), running.clone(), stop.clone());
-        let targets = engine.buildable_targets();
-        tokio::spawn(async move {
-            let every = (farm.queue.lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(2));
-            loop {
-                let ids = running.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let info = serde_json::json!({
-                    "name": options.name,
-                    "concurrency": options.concurrency,
-                    "running": ids,
-                    "load": 100 * ids.len() / options.concurrency.max(1),
-                    "capabilities": targets,
-                    "version": crate::VERSION,
-                });
-                if let Err(e) = farm.queue.register(&options.name, &info).await {
-                    tracing::warn!("worker heartbeat failed: {e}");
-                }
-                // `farm drain NAME` from anywhere: the same as SIGTERM here.
-                if matches!(farm.queue.drain_requested(&options.name).await, Ok(true)) {
-                    stop.cancel();
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop.cancelled() => break,
-                }
-            }
-        })
-    };
+    let state = Arc::new(WorkerState {
+        capabilities: engine.buildable_targets(),
+        options: options.clone(),
+        mine: Default::default(),
+        peers: Default::default(),
+        changed: tokio::sync::Notify::new(),
+    });
+    let streams = Arc::new(farm.queue.streams_for(&options.name, &state.capabilities));
+    farm.queue.ensure_groups(&streams).await?;
+    farm.queue.register(&state.info()).await?;
+    let slots_done = CancellationToken::new();
+    let heartbeat =
+        tokio::spawn(heartbeat(engine.clone(), farm.queue.clone(), state.clone(), stop.clone(), slots_done.clone()));
     let slots: Vec<_> = (0..options.concurrency.max(1))
         .map(|_| {
-            let (engine, farm, name, running, stop, streams) =
-                (engine.clone(), farm.clone(), options.name.clone(), running.clone(), stop.clone(), streams.clone());
-            tokio::spawn(async move { slot(engine, farm, &streams, name, running, stop).await })
+            let (engine, farm, state, stop, streams) =
+                (engine.clone(), farm.clone(), state.clone(), stop.clone(), streams.clone());
+            tokio::spawn(async move { slot(engine, farm, &streams, state, stop).await })
         })
         .collect();
     for slot in slots {
         let _ = slot.await;
     }
+    slots_done.cancel();
     let _ = heartbeat.await;
     farm.queue.deregister(&options.name).await?;
+    Ok(())
+}
+
+/// Keep the registration fresh (and at once when a slot's work changes), learn the peers,
+/// turn a `farm drain NAME` from anywhere into the same as SIGTERM here, and (one worker of the
+/// farm at a time) run `queue.scaleCommand` when the desired worker count changes.
+async fn heartbeat(
+    engine: Engine,
+    queue: FarmQueue,
+    state: Arc<WorkerState>,
+    stop: CancellationToken,
+    slots_done: CancellationToken,
+) {
+    let every = (queue.lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(2));
+    loop {
+        if let Err(e) = scale(&engine, &queue, &state.options.name, every * 3).await {
+            tracing::warn!("worker {}: scaling: {e}", state.options.name);
+        }
+        if stop.is_cancelled() {
+            state.mine().draining = true;
+        }
+        if let Err(e) = queue.register(&state.info()).await {
+            tracing::warn!("worker heartbeat failed: {e}");
+        }
+        match queue.workers().await {
+            Ok(workers) => {
+                *state.peers.lock().unwrap_or_else(|p| p.into_inner()) =
+                    workers.into_iter().filter(|w| w.name != state.options.name).collect()
+            }
+            Err(e) => tracing::warn!("worker heartbeat failed: {e}"),
+        }
+        if matches!(queue.drain_requested(&state.options.name).await, Ok(true)) {
+            stop.cancel();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = state.changed.notified() => {}
+            _ = stop.cancelled(), if !state.mine().draining => {}
+            _ = slots_done.cancelled() => break,
+        }
+    }
+}
+
+/// Run `queue.scaleCommand` with the desired worker count appended when the count differs from
+/// the one last run, if this worker leads the scaling (a lease of `lead` in Redis).
+async fn scale(engine: &Engine, queue: &FarmQueue, name: &str, lead: Duration) -> Result<()> {
+    let config = &engine.config().queue;
+    let Some(argv) = &config.scale_command else { return Ok(()) };
+    if !queue.lead("scaler", name, lead).await? {
+        return Ok(());
+    }
+    let status = queue.farm_status(config.min_workers, config.max_workers).await?;
+    let desired = status.desired_workers;
+    if queue.last_scaled().await? == Some(desired) {
+        return Ok(());
+    }
+    let dir = engine.dirs().work.join("scale");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))?;
+    let env = BTreeMap::from([
+        ("WORKZ_DESIRED_WORKERS".to_string(), desired.to_string()),
+        ("WORKZ_ACTIVE_WORKERS".to_string(), status.workers.len().to_string()),
+        ("WORKZ_QUEUED".to_string(), status.queued_total().to_string()),
+    ]);
+    let runner = ProcessRunner::new(
+        dir.clone(),
+        &[],
+        env,
+        EventEmitter::new(format!("scale-{desired}"), None, None, None),
+        CancellationToken::new(),
+        engine.config().limits.max_log_bytes,
+    );
+    let spec = CommandSpec {
+        program: argv[0].clone(),
+        args: argv[1..].iter().cloned().chain([desired.to_string()]).collect(),
+        cwd: dir,
+        env: BTreeMap::new(),
+        timeout: Some(SCALE_TIMEOUT),
+    };
+    runner.run(&spec).await?;
+    tracing::info!("worker {name}: scaled to {desired} workers");
+    queue.scaled(desired).await?;
     Ok(())
 }
 
@@ -100,13 +241,14 @@ async fn slot(
     engine: Engine,
     farm: FarmClient,
     streams: &[Vec<String>],
-    name: String,
-    running: Arc<std::sync::Mutex<Vec<String>>>,
+    state: Arc<WorkerState>,
     stop: CancellationToken,
 ) {
+    let name = state.options.name.clone();
     let mut blocking = None;
+    let mut last_sweep: Option<Instant> = None;
     while !stop.is_cancelled() {
-        let next = match next_entry(&farm.queue, &name, streams, &mut blocking, &stop).await {
+        let next = match next_entry(&farm.queue, &name, streams, &mut blocking, &mut last_sweep, &stop).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!("worker {name}: {e}");
@@ -115,16 +257,20 @@ async fn slot(
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stop.cancelled() => {}
                 }
+                // Redis may have come back without the groups (no persistence): make them again.
+                let _ = farm.queue.ensure_groups(streams).await;
                 continue;
             }
         };
-        let Some((stream, entry, id)) = next else { continue };
-        let claimed = match farm.queue.take(&name, &stream, &entry, &id).await {
+        let Some(delivered) = next else { continue };
+        let Some(placement) = place(&farm.queue, &state, &delivered).await else { continue };
+        let id = delivered.id.clone();
+        let claimed = match farm.queue.take(&name, &delivered, placement.as_ref()).await {
             Ok(Taken::Run(claimed)) => *claimed,
             Ok(Taken::Dropped) => continue,
             Ok(Taken::Invalid(e)) => {
                 let result = BuildResult::rejected(id.clone(), &Error::from(e));
-                if let Err(e) = farm.queue.dead_letter(&id, &stream, &entry, &result).await {
+                if let Err(e) = farm.queue.dead_letter(&id, &delivered.stream, &delivered.entry, &result).await {
                     tracing::warn!("worker {name}: {e}");
                 }
                 continue;
@@ -134,23 +280,70 @@ async fn slot(
                 continue;
             }
         };
-        running.lock().unwrap_or_else(|p| p.into_inner()).push(id.clone());
-        run_job(&engine, &farm, &name, claimed).await;
-        running.lock().unwrap_or_else(|p| p.into_inner()).retain(|r| *r != id);
+        state.mine().running.push(id.clone());
+        state.changed.notify_one();
+        let job = claimed.job.clone();
+        if let Some(result) = run_job(&engine, &farm, &name, claimed).await {
+            state.learn(&job, &result);
+        }
+        state.mine().running.retain(|r| *r != id);
+        state.changed.notify_one();
     }
 }
 
-/// A stalled job first (its worker died or stopped), else the next queued one.
+/// Where a job this worker got should run. `None`: handed to a better free worker. For a job
+/// offered here, the offer already recorded why.
+async fn place(queue: &FarmQueue, state: &WorkerState, delivered: &Delivered) -> Option<Option<Placement>> {
+    let name = &state.options.name;
+    let only_me = |reason: String| Placement { worker: name.clone(), reason, scores: Default::default() };
+    match &delivered.how {
+        Delivery::Offered { .. } => Some(None),
+        Delivery::Reclaimed { from } => Some(Some(only_me(format!("reclaimed: {from} stopped renewing its lease")))),
+        Delivery::Unaccepted { offered_to } => Some(Some(only_me(format!(
+            "offered to {offered_to}, not taken within {} s",
+            queue.offer_grace().as_secs_f64()
+        )))),
+        Delivery::New => {
+            let peers = state.peers();
+            let mut placement =
+                choose(&state.info(), &peers, delivered.capability(), delivered.dependencies.as_deref());
+            if placement.worker == *name {
+                return Some(Some(placement));
+            }
+            let to = peers.iter().find(|p| p.name == placement.worker)?;
+            match queue.offer(delivered, to, &placement).await {
+                Ok(true) => None,
+                Ok(false) => {
+                    placement.reason = format!("{} was busy", placement.worker);
+                    placement.worker = name.clone();
+                    Some(Some(placement))
+                }
+                Err(e) => {
+                    tracing::warn!("worker {name}: {e}");
+                    placement.reason = format!("{} could not be offered the job", placement.worker);
+                    placement.worker = name.clone();
+                    Some(Some(placement))
+                }
+            }
+        }
+    }
+}
+
+/// A stalled or unaccepted job first (looked for at most once a second), else the next one
+/// offered here or queued.
 async fn next_entry(
     queue: &FarmQueue,
     name: &str,
     streams: &[Vec<String>],
     blocking: &mut Option<redis::aio::MultiplexedConnection>,
+    last_sweep: &mut Option<Instant>,
     stop: &CancellationToken,
-) -> Result<Option<(String, String, String)>> {
-    for stream in streams.concat() {
-        if let Some((entry, id)) = queue.reclaim(name, &stream).await?.into_iter().next() {
-            return Ok(Some((stream, entry, id)));
+) -> Result<Option<Delivered>> {
+    if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+        *last_sweep = Some(Instant::now());
+        // The first list is this worker's offers: the queue's streams follow.
+        if let Some(found) = queue.sweep(name, &streams[1..].concat()).await? {
+            return Ok(Some(found));
         }
     }
     if blocking.is_none() {
@@ -163,8 +356,9 @@ async fn next_entry(
     }
 }
 
-/// Run one job to its end and publish its result, while the lease holds.
-async fn run_job(engine: &Engine, farm: &FarmClient, name: &str, claimed: Claimed) {
+/// Run one job to its end and publish its result, while the lease holds; the result of a
+/// build that ran.
+async fn run_job(engine: &Engine, farm: &FarmClient, name: &str, claimed: Claimed) -> Option<BuildResult> {
     let queue = &farm.queue;
     let id = claimed.job.id.clone();
     let retry_attempts = u64::from(engine.config().build_system.retry_attempts);
@@ -177,7 +371,7 @@ async fn run_job(engine: &Engine, farm: &FarmClient, name: &str, claimed: Claime
         if let Err(e) = queue.dead_letter(&id, &claimed.stream, &claimed.entry, &result).await {
             tracing::warn!("worker {name}: {e}");
         }
-        return;
+        return None;
     }
     let dir = engine.dirs().work.join("farm").join(format!("{id}-{}", claimed.token));
     let source = dir.join("src");
@@ -189,15 +383,20 @@ async fn run_job(engine: &Engine, farm: &FarmClient, name: &str, claimed: Claime
     };
     let _ = std::fs::remove_dir_all(&dir);
     result.worker = Some(name.to_string());
+    result.placement = claimed.placement.clone();
     // Redis may be restarting: try for a while before leaving the job to be taken again.
     for attempt in 0..20 {
         match queue.complete(&claimed, &result).await {
-            Ok(true) => return,
-            Ok(false) => return tracing::warn!("worker {name}: {}", FarmError::LeaseLost(id)),
-            Err(e) if attempt == 19 => return tracing::warn!("worker {name}: {e}"),
+            Ok(true) => break,
+            Ok(false) => {
+                tracing::warn!("worker {name}: {}", FarmError::LeaseLost(id));
+                break;
+            }
+            Err(e) if attempt == 19 => tracing::warn!("worker {name}: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+    Some(result)
 }
 
 /// The build itself, its events sent to the farm in order, its lease renewed meanwhile.
@@ -217,6 +416,7 @@ async fn build(
         force: job.force,
         timeout: job.timeout,
         list_files: job.list_files,
+        idempotency_key: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<EventRecord>();
     let on_event: EventCallback = Arc::new(move |record: &EventRecord| {

@@ -299,11 +299,14 @@ class Engine:
         force: bool = False,
         priority: int = 0,
         timeout: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
     ) -> Build:
-        """Queue a build and return its handle at once."""
+        """Queue a build and return its handle at once. On a farm (``queue.redis``), submissions
+        with the same ``idempotency_key`` are one build."""
         source_dir, files = _source(source)
         return Build(self._native.submit(source_dir, files, target=target, app_config_json=_app_config_json(app_config),
-                                         force=force, priority=priority, timeout=timeout))
+                                         force=force, priority=priority, timeout=timeout,
+                                         idempotency_key=idempotency_key))
 
     def build(
         self,

@@ -48,6 +48,7 @@ class Engine:
         force: bool = False,
         priority: int = 0,
         timeout: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
     ) -> Build: ...
     def explain(
         self,

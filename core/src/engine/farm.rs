@@ -27,14 +27,14 @@ impl Engine {
     /// Put a build on the farm and return its id once it is queued (its sources are in the
     /// content store by then).
     pub async fn enqueue(&self, request: BuildRequest) -> Result<String> {
-        let id = new_build_id();
+        let id = farm_build_id(&request);
         let stat_dir = self.shared.services.state_dir.join("stat");
         self.farm().await?.enqueue(&id, &request, self.config(), &stat_dir, &self.shared.services.platforms).await?;
         Ok(id)
     }
 
     pub(super) fn submit_to_farm(&self, request: BuildRequest, on_event: Option<EventCallback>) -> BuildHandle {
-        let build_id = new_build_id();
+        let build_id = farm_build_id(&request);
         let (tx, rx) = mpsc::unbounded_channel();
         let (result_tx, result_rx) = oneshot::channel();
         let cancel = self.shared.root_cancel.child_token();
@@ -61,6 +61,15 @@ impl Engine {
             let _ = result_tx.send(result);
         });
         BuildHandle { build_id, events: Some(rx), cancel, result: result_rx }
+    }
+}
+
+/// A farm build's id: derived from its idempotency key when it has one (a second submission
+/// with the key is the same build), else new.
+fn farm_build_id(request: &BuildRequest) -> String {
+    match &request.idempotency_key {
+        Some(key) => crate::farm::id_for_key(key),
+        None => new_build_id(),
     }
 }
 

@@ -337,13 +337,21 @@ impl Engine {
         self.shared.gate.status()
     }
 
-    /// Queue a build: on the farm when the config names one (`queue.redis`), else in this
-    /// process. `on_event` is called for each of its events on the thread that runs it.
-    pub fn submit(&self, request: BuildRequest, on_event: Option<EventCallback>) -> BuildHandle {
-        if self.config().queue.redis.is_some() {
-            return self.submit_to_farm(request, on_event);
+    /// Where this engine's submitted builds wait and run.
+    pub fn job_queue(&self) -> JobQueue {
+        match self.config().queue.redis {
+            Some(_) => JobQueue::Redis,
+            None => JobQueue::InProcess,
         }
-        self.submit_local(request, on_event)
+    }
+
+    /// Queue a build on the engine's [`JobQueue`]. `on_event` is called for each of its events
+    /// on the thread that runs it; the handle's events, cancel and result are the same either way.
+    pub fn submit(&self, request: BuildRequest, on_event: Option<EventCallback>) -> BuildHandle {
+        match self.job_queue() {
+            JobQueue::Redis => self.submit_to_farm(request, on_event),
+            JobQueue::InProcess => self.submit_local(request, on_event),
+        }
     }
 
     /// Queue a build in this process, whatever the config says of a farm (a person's
@@ -479,6 +487,16 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 }
 
 /// Build ids sort by time: `b` + UUIDv7 without dashes.
+/// The queue submitted builds go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobQueue {
+    /// This process's priority queue (`buildSystem.maxConcurrentBuilds` at once): the embedded
+    /// default.
+    InProcess,
+    /// The farm's Redis queue (`queue.redis`): `workz-build worker` processes build the jobs.
+    Redis,
+}
+
 fn new_build_id() -> String {
     format!("b{}", uuid::Uuid::now_v7().simple())
 }
@@ -642,5 +660,6 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         warnings,
         error,
         worker: None,
+        placement: None,
     }
 }

@@ -61,6 +61,21 @@ fn capability_of(request: &BuildRequest, tree: &SourceTree, platforms: &Platform
     Ok(format!("{}:{target}", app.app_type))
 }
 
+/// The digest of the file that pins the app's dependencies (the lockfile, else the manifest),
+/// for placing the job on a worker that installed them before.
+fn dependency_lock(tree: &SourceTree) -> Option<String> {
+    const LOCKS: [&str; 7] = [
+        "package-lock.json",
+        "npm-shrinkwrap.json",
+        "yarn.lock",
+        "pnpm-lock.yaml",
+        "pubspec.lock",
+        "package.json",
+        "pubspec.yaml",
+    ];
+    LOCKS.iter().find_map(|name| tree.get(name)).map(|file| file.digest.to_hex())
+}
+
 impl FarmClient {
     /// Connect to the farm `config` names (`None` without `queue.redis`).
     pub async fn connect(config: &EngineConfig) -> Result<Option<FarmClient>, Error> {
@@ -86,6 +101,9 @@ impl FarmClient {
         if !matches!(request.timeout, None | Some(1..)) {
             return Err(Error::InvalidRequest("timeout: expected at least 1 second".into()));
         }
+        if request.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 256) {
+            return Err(Error::InvalidRequest("idempotencyKey: expected 1 to 256 bytes".into()));
+        }
         let (spec, config_copy, stat_dir) = (request.source.clone(), config.clone(), stat_dir.to_path_buf());
         let tree = tokio::task::spawn_blocking(move || {
             SourceTree::intake(&spec, &config_copy.limits, &config_copy.source, Some(&stat_dir))
@@ -104,9 +122,11 @@ impl FarmClient {
             force: request.force,
             timeout: request.timeout,
             list_files: request.list_files,
+            dependencies: dependency_lock(&tree),
             submitted_at: crate::cache::unix_now(),
         };
-        self.queue.enqueue(&job, None).await?;
+        // A job with this id already exists (the same idempotency key): it is the build.
+        self.queue.enqueue(&job).await?;
         Ok(())
     }
 

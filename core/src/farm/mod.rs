@@ -1,22 +1,28 @@
 //! The build farm's queue on Redis (`queue.redis`): jobs that travel, leases, fencing.
 //!
 //! ```text
-//! <prefix>q:high | q:normal | q:low   streams of job ids, one per priority class, group "workers"
-//! <prefix>job:<id>                    hash: payload, state, attempt (the fencing token), worker,
-//!                                     stream, entry, cancel, result
-//! <prefix>ev:<id>                     stream of the build's events, in order, then `end`
-//! <prefix>dead                        stream of dead-lettered jobs (id, error)
-//! <prefix>idem:<key>                  idempotency key → job id
-//! <prefix>worker:<name>               a worker's registration (JSON), expiring unless renewed
+//! <prefix>q:<class>:<appType>:<target>  streams of job ids (and dependency lock), one per
+//!                                       priority class and capability, group "workers"
+//! <prefix>job:<id>                      hash: payload, state, attempt (the fencing token),
+//!                                       worker, stream, entry, cancel, placement, result
+//! <prefix>ev:<id>                       stream of the build's events, in order, then `end`
+//! <prefix>dead                          stream of dead-lettered jobs (id, error)
+//! <prefix>worker:<name>                 a worker's registration (JSON), expiring unless renewed
+//! <prefix>queues | workers              sets: the job streams, the registered worker names
+//! <prefix>offers:<name>                 jobs another worker placed on this one
+//! <prefix>reserved:<name>               offers on their way to it (short-lived)
 //! ```
 //!
-//! A worker takes a job with `XREADGROUP` (high, then normal, then low), then bumps the job's
-//! `attempt` (its token) in a script; it renews its lease by re-claiming the entry (idle time
-//! back to 0) while the build runs. An entry idle past the lease is taken by another worker
-//! (`XAUTOCLAIM`), whose new token fences the old holder out: events, the result and the
+//! A worker reads a job with `XREADGROUP` (offers, then high, normal, low), places it by the
+//! document's scoring (it keeps it, or hands the entry to a better free worker), then bumps the
+//! job's `attempt` (its token) in a script; it renews its lease by re-claiming the entry (idle
+//! time back to 0) while the build runs. An entry idle past the lease is taken by another
+//! worker, whose new token fences the old holder out: events, the result and the
 //! acknowledgement are written only by scripts that check the token first.
 
 mod client;
+mod dispatch;
+mod placement;
 mod source;
 mod status;
 
@@ -26,8 +32,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use serde::{Deserialize, Serialize};
 
 pub use self::client::FarmClient;
+pub use self::dispatch::{Delivered, Delivery};
+pub use self::placement::{WorkerInfo, choose, performance_score, slow_build_threshold};
 pub use self::source::{SourceManifest, materialize_source, upload_source};
-pub use self::status::{Depth, desired_workers};
+pub use self::status::{Depth, FarmStatus, desired_workers};
 use crate::config::{EngineConfig, redact_url};
 use crate::error::FarmError;
 use crate::events::{BuildEvent, EventRecord, LogStream, StageOutcome};
@@ -67,6 +75,12 @@ enum WireEvent {
     Finished { status: crate::result::BuildStatus, duration: f64 },
 }
 
+/// The build id of submissions with idempotency key `key`: the same key, the same build.
+pub fn id_for_key(key: &str) -> String {
+    let digest = blake3::hash(format!("workz-build idempotency\0{key}").as_bytes());
+    format!("k{}", &digest.to_hex()[..32])
+}
+
 /// The class of a request priority: above 0 high, 0 normal, below 0 low.
 pub fn class_of(priority: i32) -> &'static str {
     match priority {
@@ -98,6 +112,10 @@ pub struct Job {
     pub timeout: Option<u64>,
     #[serde(default = "yes")]
     pub list_files: bool,
+    /// BLAKE3 (hex) of the app's dependency lock (`package-lock.json`, `pubspec.lock`, …):
+    /// a worker that installed it before scores higher for the job.
+    #[serde(default)]
+    pub dependencies: Option<String>,
     /// Unix seconds.
     pub submitted_at: u64,
 }
@@ -116,6 +134,8 @@ pub struct Claimed {
     pub token: u64,
     /// How many times the entry was delivered (1 for the first).
     pub deliveries: u64,
+    /// Where the farm placed it and why.
+    pub placement: Option<crate::result::Placement>,
 }
 
 /// What taking an entry found.
@@ -185,14 +205,17 @@ impl FarmQueue {
         self.key(&format!("q:{class}:{capability}"))
     }
 
-    /// The streams a worker with `capabilities` reads, by class (high first).
-    pub fn streams_for(&self, capabilities: &[String]) -> Vec<Vec<String>> {
-        CLASSES.iter().map(|class| capabilities.iter().map(|c| self.stream(class, c)).collect()).collect()
+    /// The streams worker `name` with `capabilities` reads, in order: the jobs offered to it,
+    /// then the queue by class (high first).
+    pub fn streams_for(&self, name: &str, capabilities: &[String]) -> Vec<Vec<String>> {
+        let offers = vec![self.key(&format!("offers:{name}"))];
+        let queue = CLASSES.iter().map(|class| capabilities.iter().map(|c| self.stream(class, c)).collect());
+        std::iter::once(offers).chain(queue).collect()
     }
 
-    /// The consumer group on each stream a worker with `capabilities` reads.
-    pub async fn ensure_groups(&self, capabilities: &[String]) -> Result<(), FarmError> {
-        for stream in self.streams_for(capabilities).concat() {
+    /// The consumer group on each of `streams`.
+    pub async fn ensure_groups(&self, streams: &[Vec<String>]) -> Result<(), FarmError> {
+        for stream in streams.concat() {
             let created: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(&stream)
@@ -222,170 +245,37 @@ impl FarmQueue {
             .map_err(unavailable("connect for blocking reads"))
     }
 
-    /// Put a job on the queue; with an idempotency key already used, the job it named is
-    /// returned instead and nothing is queued. Returns the job id that holds.
-    pub async fn enqueue(&self, job: &Job, idempotency_key: Option<&str>) -> Result<String, FarmError> {
+    /// Put a job on the queue, unless a job with its id exists (a submission with the same
+    /// idempotency key): returns whether it was queued.
+    pub async fn enqueue(&self, job: &Job) -> Result<bool, FarmError> {
         let payload = serde_json::to_string(job)
             .map_err(|e| FarmError::JobInvalid { id: job.id.clone(), message: e.to_string() })?;
-        let idem = idempotency_key.map(|k| self.key(&format!("idem:{k}"))).unwrap_or_default();
         let script = redis::Script::new(
             r"
-            if KEYS[1] ~= '' then
-              local existing = redis.call('GET', KEYS[1])
-              if existing then return existing end
-              redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-            end
-            redis.pcall('XGROUP', 'CREATE', KEYS[3], ARGV[4], '0', 'MKSTREAM')
-            redis.call('HSET', KEYS[2], 'payload', ARGV[2], 'state', 'queued', 'attempt', 0, 'stream', KEYS[3])
-            local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
-            redis.call('HSET', KEYS[2], 'entry', entry)
-            return ARGV[1]
+            if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+            redis.pcall('XGROUP', 'CREATE', KEYS[2], ARGV[2], '0', 'MKSTREAM')
+            redis.call('SADD', KEYS[3], KEYS[2])
+            redis.call('HSET', KEYS[1], 'payload', ARGV[1], 'state', 'queued', 'attempt', 0, 'stream', KEYS[2])
+            local entry = redis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'deps', ARGV[4])
+            redis.call('HSET', KEYS[1], 'entry', entry)
+            return 1
             ",
         );
-        script
-            .key(idem)
+        let queued: i64 = script
             .key(self.key(&format!("job:{}", job.id)))
             .key(self.stream(class_of(job.priority), &job.capability))
-            .arg(&job.id)
+            .key(self.key("queues"))
             .arg(payload)
-            .arg(self.result_ttl.as_secs())
             .arg(GROUP)
+            .arg(&job.id)
+            .arg(job.dependencies.as_deref().unwrap_or(""))
             .invoke_async(&mut self.connection.clone())
             .await
-            .map_err(unavailable("enqueue"))
+            .map_err(unavailable("enqueue"))?;
+        Ok(queued == 1)
     }
 
-    /// The next entry for `worker` among `streams` (by class, from [`FarmQueue::streams_for`]):
-    /// each class in turn without waiting, then up to `block` on all of them (on `blocking`, a
-    /// connection of its own).
-    pub async fn next_entry(
-        &self,
-        worker: &str,
-        streams: &[Vec<String>],
-        blocking: &mut MultiplexedConnection,
-        block: Duration,
-    ) -> Result<Option<(String, String, String)>, FarmError> {
-        for class in streams.iter().filter(|s| !s.is_empty()) {
-            let read = self.read_group(&mut self.connection.clone(), worker, class, None).await?;
-            if read.is_some() {
-                return Ok(read);
-            }
-        }
-        let all = streams.concat();
-        if all.is_empty() {
-            tokio::time::sleep(block).await;
-            return Ok(None);
-        }
-        self.read_group(blocking, worker, &all, Some(block)).await
-    }
-
-    async fn read_group<C: redis::aio::ConnectionLike>(
-        &self,
-        connection: &mut C,
-        worker: &str,
-        streams: &[String],
-        block: Option<Duration>,
-    ) -> Result<Option<(String, String, String)>, FarmError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(GROUP).arg(worker).arg("COUNT").arg(1);
-        if let Some(block) = block {
-            cmd.arg("BLOCK").arg(block.as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(streams);
-        for _ in streams {
-            cmd.arg(">");
-        }
-        let reply: Option<redis::streams::StreamReadReply> =
-            cmd.query_async(connection).await.map_err(unavailable("read the queue"))?;
-        Ok(reply.and_then(|r| {
-            r.keys.into_iter().find_map(|stream| {
-                let entry = stream.ids.into_iter().next()?;
-                let id: String = entry.get("id")?;
-                Some((stream.key, entry.id, id))
-            })
-        }))
-    }
-
-    /// Take an entry delivered to `worker`: a new attempt of its job, or a job to drop.
-    pub async fn take(&self, worker: &str, stream: &str, entry: &str, id: &str) -> Result<Taken, FarmError> {
-        let script = redis::Script::new(
-            r"
-            local state = redis.call('HGET', KEYS[1], 'state')
-            if not state or (state ~= 'queued' and state ~= 'running') then return {-1, ''} end
-            if redis.call('HGET', KEYS[1], 'cancel') == '1' then return {-2, ''} end
-            local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-            redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'entry', ARGV[2], 'stream', ARGV[3])
-            return {attempt, redis.call('HGET', KEYS[1], 'payload')}
-            ",
-        );
-        let (token, payload): (i64, String) = script
-            .key(self.key(&format!("job:{id}")))
-            .arg(worker)
-            .arg(entry)
-            .arg(stream)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable("take a job"))?;
-        match token {
-            -2 => {
-                self.finish_cancelled(id, stream, entry).await?;
-                return Ok(Taken::Dropped);
-            }
-            t if t < 0 => {
-                self.ack(stream, entry).await?;
-                return Ok(Taken::Dropped);
-            }
-            _ => {}
-        }
-        let job: Job = match serde_json::from_str(&payload) {
-            Ok(job) => job,
-            Err(e) => {
-                return Ok(Taken::Invalid(FarmError::JobInvalid {
-                    id: id.to_string(),
-                    message: format!("its payload is not a job: {e}"),
-                }));
-            }
-        };
-        if job.id != id {
-            return Ok(Taken::Invalid(FarmError::JobInvalid {
-                id: id.to_string(),
-                message: format!("its payload names another job ({})", job.id),
-            }));
-        }
-        let deliveries = self.deliveries(stream, entry).await?;
-        Ok(Taken::Run(Box::new(Claimed {
-            job,
-            stream: stream.to_string(),
-            entry: entry.to_string(),
-            token: token as u64,
-            deliveries,
-        })))
-    }
-
-    async fn deliveries(&self, stream: &str, entry: &str) -> Result<u64, FarmError> {
-        let reply: redis::Value = redis::cmd("XPENDING")
-            .arg(stream)
-            .arg(GROUP)
-            .arg(entry)
-            .arg(entry)
-            .arg(1)
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable("read a delivery count"))?;
-        // [[id, consumer, idle, deliveries]]
-        let count = match reply {
-            redis::Value::Array(rows) => rows.into_iter().next().and_then(|row| match row {
-                redis::Value::Array(fields) => {
-                    fields.get(3).and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok())
-                }
-                _ => None,
-            }),
-            _ => None,
-        };
-        Ok(count.unwrap_or(1))
-    }
-
-    async fn ack(&self, stream: &str, entry: &str) -> Result<(), FarmError> {
+    pub(super) async fn ack(&self, stream: &str, entry: &str) -> Result<(), FarmError> {
         redis::pipe()
             .cmd("XACK")
             .arg(stream)
@@ -399,31 +289,6 @@ impl FarmQueue {
             .query_async::<()>(&mut self.connection.clone())
             .await
             .map_err(unavailable("acknowledge a job"))
-    }
-
-    /// Keep the lease on a running job (its entry's idle time back to 0) and say whether this
-    /// worker still holds it and whether the job was cancelled: `(holds, cancelled)`.
-    pub async fn renew(&self, worker: &str, claimed: &Claimed) -> Result<(bool, bool), FarmError> {
-        let script = redis::Script::new(
-            r"
-            if tonumber(redis.call('HGET', KEYS[1], 'attempt')) ~= tonumber(ARGV[1]) then return {0, 0} end
-            redis.call('XCLAIM', KEYS[2], ARGV[2], ARGV[3], 0, ARGV[4], 'JUSTID')
-            local cancelled = 0
-            if redis.call('HGET', KEYS[1], 'cancel') == '1' then cancelled = 1 end
-            return {1, cancelled}
-            ",
-        );
-        let (holds, cancelled): (i64, i64) = script
-            .key(self.key(&format!("job:{}", claimed.job.id)))
-            .key(&claimed.stream)
-            .arg(claimed.token)
-            .arg(GROUP)
-            .arg(worker)
-            .arg(&claimed.entry)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable("renew a lease"))?;
-        Ok((holds == 1, cancelled == 1))
     }
 
     /// Whether the token still holds the job (checked before each step that publishes).
@@ -576,23 +441,5 @@ impl FarmQueue {
             }
         }
         Ok((last, events, ended))
-    }
-
-    /// Entries idle past the lease in `stream` (their worker died or stalled), now delivered to
-    /// `worker`: `(entry, job id)`.
-    pub async fn reclaim(&self, worker: &str, stream: &str) -> Result<Vec<(String, String)>, FarmError> {
-        let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(stream)
-            .arg(GROUP)
-            .arg(worker)
-            .arg(self.lease.as_millis() as u64)
-            .arg("0-0")
-            // One at a time: an entry claimed here is this worker's to renew from now on.
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable("reclaim stalled jobs"))?;
-        Ok(reply.claimed.into_iter().filter_map(|entry| Some((entry.id.clone(), entry.get::<String>("id")?))).collect())
     }
 }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{CLASSES, FarmQueue, GROUP, JobStatus, unavailable};
+use serde::Serialize;
+
+use super::{CLASSES, FarmQueue, GROUP, JobStatus, WorkerInfo, unavailable};
 use crate::error::FarmError;
 use crate::result::BuildResult;
 
@@ -124,7 +126,12 @@ impl FarmQueue {
     pub async fn depth(&self) -> Result<Depth, FarmError> {
         let mut depth = Depth { queued: CLASSES.iter().map(|c| (c.to_string(), 0)).collect(), ..Depth::default() };
         let queue_prefix = self.key("q:");
-        for stream in self.scan(&format!("{queue_prefix}*")).await? {
+        let streams: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.key("queues"))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("read the queue"))?;
+        for stream in streams {
             let Some((class, capability)) = stream.strip_prefix(&queue_prefix).and_then(|rest| rest.split_once(':'))
             else {
                 continue;
@@ -157,27 +164,43 @@ impl FarmQueue {
         Ok(depth)
     }
 
-    /// Keys matching `pattern` (SCAN, never KEYS).
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, FarmError> {
-        let mut connection = self.connection.clone();
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(100)
-                .query_async(&mut connection)
-                .await
-                .map_err(unavailable("list keys"))?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                return Ok(keys);
-            }
-        }
+    /// Whether `worker` leads duty `duty` (it takes the lead when no one holds it, and keeps
+    /// it for `lease` from each call).
+    pub async fn lead(&self, duty: &str, worker: &str, lease: std::time::Duration) -> Result<bool, FarmError> {
+        let script = redis::Script::new(
+            r"
+            local holder = redis.call('GET', KEYS[1])
+            if holder and holder ~= ARGV[1] then return 0 end
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+            return 1
+            ",
+        );
+        let led: i64 = script
+            .key(self.key(&format!("lead:{duty}")))
+            .arg(worker)
+            .arg(lease.as_millis().max(1) as u64)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("take a duty"))?;
+        Ok(led == 1)
+    }
+
+    /// The worker count `queue.scaleCommand` was last run with.
+    pub async fn last_scaled(&self) -> Result<Option<u64>, FarmError> {
+        redis::cmd("GET")
+            .arg(self.key("scaled"))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("read the scaled count"))
+    }
+
+    pub async fn scaled(&self, count: u64) -> Result<(), FarmError> {
+        redis::cmd("SET")
+            .arg(self.key("scaled"))
+            .arg(count)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("record the scaled count"))
     }
 
     /// Ask worker `name` to drain: it takes no new job, finishes those it holds and stops.
@@ -204,12 +227,18 @@ impl FarmQueue {
     }
 
     /// Register (or refresh) a worker: its description expires unless renewed within the lease.
-    pub async fn register(&self, name: &str, info: &serde_json::Value) -> Result<(), FarmError> {
-        let _: () = redis::cmd("SET")
-            .arg(self.key(&format!("worker:{name}")))
-            .arg(info.to_string())
+    pub async fn register(&self, info: &WorkerInfo) -> Result<(), FarmError> {
+        let _: () = redis::pipe()
+            .cmd("SET")
+            .arg(self.key(&format!("worker:{}", info.name)))
+            .arg(serde_json::to_string(info).unwrap_or_default())
             .arg("EX")
             .arg(self.lease.as_secs().max(1))
+            .ignore()
+            .cmd("SADD")
+            .arg(self.key("workers"))
+            .arg(&info.name)
+            .ignore()
             .query_async(&mut self.connection.clone())
             .await
             .map_err(unavailable("register a worker"))?;
@@ -217,27 +246,126 @@ impl FarmQueue {
     }
 
     pub async fn deregister(&self, name: &str) -> Result<(), FarmError> {
-        let _: () = redis::cmd("DEL")
+        let _: () = redis::pipe()
+            .cmd("DEL")
             .arg(self.key(&format!("worker:{name}")))
+            .arg(self.key(&format!("offers:{name}")))
+            .arg(self.key(&format!("reserved:{name}")))
+            .ignore()
+            .cmd("SREM")
+            .arg(self.key("workers"))
+            .arg(name)
+            .ignore()
             .query_async(&mut self.connection.clone())
             .await
             .map_err(unavailable("deregister a worker"))?;
         Ok(())
     }
 
-    /// The registered workers' descriptions.
-    pub async fn workers(&self) -> Result<Vec<serde_json::Value>, FarmError> {
-        let mut connection = self.connection.clone();
-        let keys = self.scan(&self.key("worker:*")).await?;
-        let mut workers = Vec::new();
-        for key in keys {
-            let info: Option<String> =
-                redis::cmd("GET").arg(&key).query_async(&mut connection).await.map_err(unavailable("list workers"))?;
-            if let Some(info) = info.and_then(|i| serde_json::from_str(&i).ok()) {
-                workers.push(info);
-            }
+    /// The registered workers, by name (a registration that expired is forgotten here).
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, FarmError> {
+        let names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.key("workers"))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("list workers"))?;
+        if names.is_empty() {
+            return Ok(Vec::new());
         }
+        let keys: Vec<String> = names.iter().map(|n| self.key(&format!("worker:{n}"))).collect();
+        let infos: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("list workers"))?;
+        let gone: Vec<&String> = names.iter().zip(&infos).filter(|(_, i)| i.is_none()).map(|(n, _)| n).collect();
+        if !gone.is_empty() {
+            let _: redis::RedisResult<()> =
+                redis::cmd("SREM").arg(self.key("workers")).arg(&gone).query_async(&mut self.connection.clone()).await;
+        }
+        let mut workers: Vec<WorkerInfo> =
+            infos.into_iter().flatten().filter_map(|info| serde_json::from_str(&info).ok()).collect();
+        workers.sort_by(|a: &WorkerInfo, b| a.name.cmp(&b.name));
         Ok(workers)
+    }
+}
+
+/// The farm at a glance (`farm status`, the Prometheus gauges, the scale command).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FarmStatus {
+    /// Jobs waiting, per priority class.
+    pub queued: BTreeMap<String, u64>,
+    pub running: u64,
+    pub dead_lettered: u64,
+    pub workers: Vec<WorkerInfo>,
+    /// By the document's scaling rule, within `queue.minWorkers..=queue.maxWorkers`.
+    pub desired_workers: u64,
+    /// Jobs no registered worker can build (an iOS build waiting for a macOS worker).
+    pub waiting_for_capability: BTreeMap<String, u64>,
+}
+
+impl FarmStatus {
+    pub fn queued_total(&self) -> u64 {
+        self.queued.values().sum()
+    }
+
+    /// The figures as Prometheus gauges (OpenMetrics text), for an autoscaler to scale on.
+    pub fn prometheus(&self) -> String {
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let depth = Family::<Vec<(String, String)>, Gauge>::default();
+        for (class, n) in &self.queued {
+            depth.get_or_create(&vec![("priority".to_string(), class.clone())]).set(*n as i64);
+        }
+        registry.register("workz_queue_depth", "Builds waiting in the farm's queue, by priority class", depth);
+        let gauge = |value: u64| {
+            let g = Gauge::<i64>::default();
+            g.set(value as i64);
+            g
+        };
+        registry.register("workz_builds_running", "Builds a farm worker holds", gauge(self.running));
+        registry.register("workz_dead_lettered", "Jobs on the dead-letter stream", gauge(self.dead_lettered));
+        registry.register("workz_workers_active", "Registered farm workers", gauge(self.workers.len() as u64));
+        registry.register(
+            "workz_workers_desired",
+            "Worker count the scaling rule asks for (queue.minWorkers..queue.maxWorkers)",
+            gauge(self.desired_workers),
+        );
+        let load = Family::<Vec<(String, String)>, Gauge>::default();
+        for worker in &self.workers {
+            load.get_or_create(&vec![("worker".to_string(), worker.name.clone())]).set(i64::from(worker.load));
+        }
+        registry.register("workz_worker_load", "Percentage of a worker's slots busy", load);
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+}
+
+impl FarmQueue {
+    /// The farm's figures, with the desired worker count for `min..=max` workers.
+    pub async fn farm_status(&self, min_workers: u64, max_workers: u64) -> Result<FarmStatus, FarmError> {
+        let depth = self.depth().await?;
+        let workers = self.workers().await?;
+        let waiting_for_capability = depth
+            .by_capability
+            .iter()
+            .filter(|(cap, n)| **n > 0 && !workers.iter().any(|w| w.can_build(cap)))
+            .map(|(cap, n)| (cap.clone(), *n))
+            .collect();
+        let queued: BTreeMap<String, u64> = depth.queued.into_iter().collect();
+        let active = workers.iter().filter(|w| w.accepting).count() as u64;
+        Ok(FarmStatus {
+            desired_workers: desired_workers(queued.values().sum(), active, min_workers, max_workers),
+            queued,
+            running: depth.running,
+            dead_lettered: depth.dead,
+            workers,
+            waiting_for_capability,
+        })
     }
 }
 
