@@ -21,7 +21,8 @@ for i in range(60):
         w("workz.json", json.dumps({"name": f"app{i}", "appType": "javascript"}))
         w("index.html", "<!doctype html><div id=app></div><script type=module src=src/main.js></script>")
         w("src/main.js", f"import {{ greet }} from './greet.js';\ndocument.getElementById('app').textContent = greet({i});\n")
-        w("src/greet.js", "export function greet(n) { return `hello ${n}`; }\n" * 20)
+        w("src/greet.js", "export function greet(n) { return `hello ${n}`; }\n"
+          + "".join(f"export const word{k} = 'w{k}-{i}';\n" for k in range(20)))
     else:
         w("workz.json", json.dumps({"name": f"app{i}", "appType": "static"}))
         for p in range(20):

@@ -69,13 +69,18 @@ async fn farm(url: &str, jobs: usize, concurrency: usize) -> f64 {
                         last_sweep = Instant::now();
                         let _ = queue.sweep(&me.name, &streams[1..].concat()).await;
                     }
-                    let next = queue.next_entry(&me.name, &streams, &mut blocking, Duration::from_millis(100)).await;
-                    let Some(delivered) = next.expect("a read") else { continue };
-                    let placement = choose(&me, &[], delivered.capability(), delivered.dependencies.as_deref());
-                    let Taken::Run(claimed) = queue.take(&me.name, &delivered, Some(&placement)).await.expect("take")
-                    else {
-                        continue;
+                    // As a worker with no free peer does: read and take in one script, else wait.
+                    let taken = match queue.poll(&me.name, &streams, true).await.expect("a read") {
+                        Some((_, Some(taken))) => taken,
+                        Some((delivered, None)) => queue.take(&me.name, &delivered, None).await.expect("take"),
+                        None => {
+                            let wait = queue.wait_entry(&me.name, &streams, &mut blocking, Duration::from_millis(100));
+                            let Some(delivered) = wait.await.expect("a read") else { continue };
+                            let placement = choose(&me, &[], delivered.capability(), delivered.dependencies.as_deref());
+                            queue.take(&me.name, &delivered, Some(&placement)).await.expect("take")
+                        }
                     };
+                    let Taken::Run(claimed) = taken else { continue };
                     let mut result = BuildResult::rejected(claimed.job.id.clone(), &workz_build::Error::Cancelled);
                     (result.status, result.error) = (BuildStatus::Succeeded, None);
                     assert!(queue.complete(&claimed, &result).await.expect("complete"));

@@ -248,7 +248,7 @@ async fn slot(
     let mut blocking = None;
     let mut last_sweep: Option<Instant> = None;
     while !stop.is_cancelled() {
-        let next = match next_entry(&farm.queue, &name, streams, &mut blocking, &mut last_sweep, &stop).await {
+        let next = match next_entry(&farm.queue, &state, streams, &mut blocking, &mut last_sweep, &stop).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!("worker {name}: {e}");
@@ -262,10 +262,22 @@ async fn slot(
                 continue;
             }
         };
-        let Some(delivered) = next else { continue };
-        let Some(placement) = place(&farm.queue, &state, &delivered).await else { continue };
+        let Some((delivered, taken)) = next else { continue };
         let id = delivered.id.clone();
-        let claimed = match farm.queue.take(&name, &delivered, placement.as_ref()).await {
+        let taken = match taken {
+            // Read and taken at once: no free peer could have scored higher.
+            Some(Taken::Run(mut claimed)) => {
+                let me = state.info();
+                claimed.placement = Some(choose(&me, &[], delivered.capability(), delivered.dependencies.as_deref()));
+                Ok(Taken::Run(claimed))
+            }
+            Some(taken) => Ok(taken),
+            None => {
+                let Some(placement) = place(&farm.queue, &state, &delivered).await else { continue };
+                farm.queue.take(&name, &delivered, placement.as_ref()).await
+            }
+        };
+        let claimed = match taken {
             Ok(Taken::Run(claimed)) => *claimed,
             Ok(Taken::Dropped) => continue,
             Ok(Taken::Invalid(e)) => {
@@ -330,28 +342,33 @@ async fn place(queue: &FarmQueue, state: &WorkerState, delivered: &Delivered) ->
 }
 
 /// A stalled or unaccepted job first (looked for at most once a second), else the next one
-/// offered here or queued.
+/// offered here or queued (taken at once when no free peer could score higher), else wait.
 async fn next_entry(
     queue: &FarmQueue,
-    name: &str,
+    state: &WorkerState,
     streams: &[Vec<String>],
     blocking: &mut Option<redis::aio::MultiplexedConnection>,
     last_sweep: &mut Option<Instant>,
     stop: &CancellationToken,
-) -> Result<Option<Delivered>> {
+) -> Result<Option<(Delivered, Option<Taken>)>> {
+    let name = &state.options.name;
     if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
         *last_sweep = Some(Instant::now());
         // The first list is this worker's offers: the queue's streams follow.
         if let Some(found) = queue.sweep(name, &streams[1..].concat()).await? {
-            return Ok(Some(found));
+            return Ok(Some((found, None)));
         }
+    }
+    let keep = !state.peers().iter().any(|p| p.free() && state.capabilities.iter().any(|c| p.can_build(c)));
+    if let Some(found) = queue.poll(name, streams, keep).await? {
+        return Ok(Some(found));
     }
     if blocking.is_none() {
         *blocking = Some(queue.blocking_connection(BLOCK).await?);
     }
     let connection = blocking.as_mut().expect("made above");
     tokio::select! {
-        next = queue.next_entry(name, streams, connection, BLOCK) => Ok(next?),
+        next = queue.wait_entry(name, streams, connection, BLOCK) => Ok(next?.map(|d| (d, None))),
         _ = stop.cancelled() => Ok(None),
     }
 }

@@ -48,28 +48,133 @@ fn field(map: &std::collections::HashMap<String, redis::Value>, name: &str) -> O
     map.get(name).and_then(|v| redis::from_redis_value::<String>(v.clone()).ok()).filter(|s| !s.is_empty())
 }
 
+/// What the poll script returns: stream, entry, job id, dependency lock, (for an offer) the
+/// job's own stream and entry, then the token (or a code) and the payload.
+type PollReply = (String, String, String, String, String, String, i64, String);
+
+/// A job taken with token `token`, or the error its payload earns.
+fn claimed_of(
+    delivered: &Delivered,
+    payload: &str,
+    token: u64,
+    deliveries: u64,
+    placement: Option<Placement>,
+) -> Taken {
+    let id = &delivered.id;
+    let job: Job = match serde_json::from_str(payload) {
+        Ok(job) => job,
+        Err(e) => {
+            return Taken::Invalid(FarmError::JobInvalid {
+                id: id.to_string(),
+                message: format!("its payload is not a job: {e}"),
+            });
+        }
+    };
+    if job.id != *id {
+        return Taken::Invalid(FarmError::JobInvalid {
+            id: id.to_string(),
+            message: format!("its payload names another job ({})", job.id),
+        });
+    }
+    Taken::Run(Box::new(Claimed {
+        job,
+        stream: delivered.stream.clone(),
+        entry: delivered.entry.clone(),
+        token,
+        deliveries: deliveries.max(1),
+        placement,
+    }))
+}
+
 impl FarmQueue {
     /// How long an offered job waits for its worker before any capable worker may take it.
     pub fn offer_grace(&self) -> Duration {
         (self.lease / 2).min(Duration::from_secs(3))
     }
 
-    /// The next entry for `worker` among `streams` (by class, from [`FarmQueue::streams_for`]):
-    /// each class in turn without waiting, then up to `block` on all of them (on `blocking`, a
-    /// connection of its own).
-    pub async fn next_entry(
+    /// The next entry for `worker` without waiting, in one round trip: a job offered to it
+    /// first, then the queue by class (`streams` from [`FarmQueue::streams_for`]). With
+    /// `keep` (no free peer could score higher, so the reader keeps whatever it reads), a job
+    /// read from the queue is taken in the same script.
+    pub async fn poll(
+        &self,
+        worker: &str,
+        streams: &[Vec<String>],
+        keep: bool,
+    ) -> Result<Option<(Delivered, Option<Taken>)>, FarmError> {
+        let script = redis::Script::new(
+            r"
+            for i, stream in ipairs(KEYS) do
+              local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', stream, '>')
+              if read then
+                local entry = read[1][2][1]
+                local f = {}
+                for j = 1, #entry[2], 2 do f[entry[2][j]] = entry[2][j + 1] end
+                local head = {stream, entry[1], f['id'] or '', f['deps'] or '', f['stream'] or '', f['entry'] or ''}
+                if i == 1 or ARGV[3] ~= '1' or not f['id'] then
+                  table.insert(head, -9) table.insert(head, '') return head
+                end
+                -- Taken at once (the same checks as `take`; a fresh delivery is this worker's).
+                local job = ARGV[4] .. 'job:' .. f['id']
+                local state = redis.call('HGET', job, 'state')
+                if not state or (state ~= 'queued' and state ~= 'running') then
+                  table.insert(head, -1) table.insert(head, '') return head
+                end
+                if redis.call('HGET', job, 'cancel') == '1' then
+                  table.insert(head, -2) table.insert(head, '') return head
+                end
+                local attempt = redis.call('HINCRBY', job, 'attempt', 1)
+                redis.call('HSET', job, 'state', 'running', 'worker', ARGV[2], 'entry', entry[1], 'stream', stream)
+                table.insert(head, attempt) table.insert(head, redis.call('HGET', job, 'payload'))
+                return head
+              end
+            end
+            return false
+            ",
+        );
+        let mut invocation = script.prepare_invoke();
+        for stream in streams.concat() {
+            invocation.key(stream);
+        }
+        let found: Option<PollReply> = invocation
+            .arg(GROUP)
+            .arg(worker)
+            .arg(if keep { "1" } else { "0" })
+            .arg(&self.prefix)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("read the queue"))?;
+        let Some((stream, entry, id, deps, job_stream, job_entry, token, payload)) = found else { return Ok(None) };
+        let dependencies = Some(deps).filter(|d| !d.is_empty());
+        let delivered = if job_stream.is_empty() {
+            Delivered { stream, entry, id, dependencies, how: Delivery::New }
+        } else {
+            Delivered { stream: job_stream, entry: job_entry, id, dependencies, how: Delivery::Offered { note: entry } }
+        };
+        let taken = match token {
+            -9 => None,
+            -2 => {
+                self.finish_cancelled(&delivered.id, &delivered.stream, &delivered.entry).await?;
+                Some(Taken::Dropped)
+            }
+            t if t < 0 => {
+                self.ack(&delivered.stream, &delivered.entry).await?;
+                Some(Taken::Dropped)
+            }
+            t => Some(claimed_of(&delivered, &payload, t as u64, 1, None)),
+        };
+        Ok(Some((delivered, taken)))
+    }
+
+    /// Wait up to `block` for the next entry of any of `streams` (on `blocking`, a connection
+    /// of its own).
+    pub async fn wait_entry(
         &self,
         worker: &str,
         streams: &[Vec<String>],
         blocking: &mut MultiplexedConnection,
         block: Duration,
     ) -> Result<Option<Delivered>, FarmError> {
-        for class in streams.iter().filter(|s| !s.is_empty()) {
-            let read = self.read_group(&mut self.connection.clone(), worker, class, None).await?;
-            if read.is_some() {
-                return Ok(read);
-            }
-        }
         let all = streams.concat();
         if all.is_empty() {
             tokio::time::sleep(block).await;
@@ -221,29 +326,7 @@ impl FarmQueue {
             }
             _ => {}
         }
-        let job: Job = match serde_json::from_str(&payload) {
-            Ok(job) => job,
-            Err(e) => {
-                return Ok(Taken::Invalid(FarmError::JobInvalid {
-                    id: id.to_string(),
-                    message: format!("its payload is not a job: {e}"),
-                }));
-            }
-        };
-        if job.id != *id {
-            return Ok(Taken::Invalid(FarmError::JobInvalid {
-                id: id.to_string(),
-                message: format!("its payload names another job ({})", job.id),
-            }));
-        }
-        Ok(Taken::Run(Box::new(Claimed {
-            job,
-            stream: delivered.stream.clone(),
-            entry: delivered.entry.clone(),
-            token: token as u64,
-            deliveries: deliveries.max(1),
-            placement: serde_json::from_str(&placement).ok(),
-        })))
+        Ok(claimed_of(delivered, &payload, token as u64, deliveries, serde_json::from_str(&placement).ok()))
     }
 
     /// Keep the lease on a running job (its entry's idle time back to 0) and say whether this
