@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Farm throughput: 60 small apps (static sites with and without styles, bundled scripts)
-# submitted by 3 client processes at once, built by 1, 2 and 3 `workz-build worker` processes
-# (2 slots each) on this machine; time from the first submission to the last result. Every
-# run starts from empty caches and a fresh Redis, so all 60 are real builds.
+# submitted by 3 client processes at once (timed: submission), then built by 1, 2 and 3
+# `workz-build worker` processes (2 slots each) started on this machine once all 60 wait
+# (timed: from the workers' start to the last result). Every run starts from empty caches and
+# a fresh Redis, so all 60 are real builds.
 source "$(dirname "$0")/common.sh"
 need_apt redis-server
 BASE="$WORK/farm-throughput"
@@ -32,24 +33,17 @@ for i in range(60):
             w("site.css", f"h1 {{ margin: {i}px; color: teal; }}\n" * 100)
 PY
 
-run() {  # $1 = workers; prints seconds
-  local workers=$1 dir="$BASE/run$1"
+run() {  # $1 = workers, $2 = slots each; prints seconds
+  local workers=$1 slots=$2 dir="$BASE/run$1x$2"
   rm -rf "$dir"; mkdir -p "$dir"
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
   local redis=$!
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
   echo "{\"queue\": {\"redis\": {\"url\": \"redis://127.0.0.1:$port/0\"}}, \"cache\": {\"remote\": {\"url\": \"file://$dir/shared\"}}}" > "$dir/engine.json"
-  local pids=()
-  for w in $(seq "$workers"); do
-    WORKZ_CACHE_DIR="$dir/w$w/cache" WORKZ_ARTIFACTS_DIR="$dir/w$w/artifacts" \
-      "$WORKZ" --config "$dir/engine.json" worker --name "w$w" --concurrency 2 2>/dev/null &
-    pids+=($!)
-  done
-  sleep 1
-  python3 - "$WORKZ" "$dir" "$BASE/apps" <<'PY'
+  python3 - "$WORKZ" "$dir" "$BASE/apps" "$workers" "$slots" <<'PY'
 import json, os, subprocess, sys, threading, time
-workz, dir, apps = sys.argv[1:]
+workz, dir, apps, workers, slots = sys.argv[1:]
 env = dict(os.environ, WORKZ_CACHE_DIR=f"{dir}/client/cache", WORKZ_ARTIFACTS_DIR=f"{dir}/client/artifacts")
 cmd = [workz, "--config", f"{dir}/engine.json"]
 ids = []
@@ -61,24 +55,31 @@ def client(k):
 threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
 for t in threads: t.start()
 for t in threads: t.join()
+submitted = time.monotonic() - started
+started = time.monotonic()
+procs = [subprocess.Popen(cmd + ["worker", "--name", f"w{w}", "--concurrency", slots], stderr=subprocess.DEVNULL,
+                          env=dict(os.environ, WORKZ_CACHE_DIR=f"{dir}/w{w}/cache", WORKZ_ARTIFACTS_DIR=f"{dir}/w{w}/artifacts"))
+         for w in range(1, int(workers) + 1)]
 while True:
     status = json.loads(subprocess.run(cmd + ["farm", "status", "--json"], env=env, capture_output=True).stdout)
     if sum(status["queued"].values()) == 0 and status["running"] == 0:
         break
     time.sleep(0.05)
 elapsed = time.monotonic() - started
+for p in procs: p.terminate()
+for p in procs: p.wait()
 ok = sum(json.loads(subprocess.run(cmd + ["status", i, "--json"], env=env, capture_output=True).stdout)["state"] == "succeeded" for i in ids)
 assert ok == 60, f"{ok} of 60 succeeded"
-print(f"{elapsed:.2f}")
+print(f"{submitted:.2f} {elapsed:.2f}")
 PY
-  kill "${pids[@]}" "$redis" 2>/dev/null || true
-  wait "${pids[@]}" "$redis" 2>/dev/null || true
+  kill "$redis" 2>/dev/null || true
+  wait "$redis" 2>/dev/null || true
 }
 
-echo "| workers (2 slots each) | 60 builds | builds/s |"
-echo "| --- | --- | --- |"
-for workers in 1 2 3; do
-  s=$(run "$workers")
-  echo "| $workers | $s s | $(python3 -c "print('%.1f' % (60 / $s))") |"
+echo "| workers × slots | 60 submissions (3 clients) | 60 builds, workers' start to last result | builds/s |"
+echo "| --- | --- | --- | --- |"
+for shape in 1x2 2x2 3x2 1x6; do
+  read -r submitted built < <(run "${shape%x*}" "${shape#*x}")
+  echo "| ${shape/x/ × } | $submitted s | $built s | $(python3 -c "print('%.1f' % (60 / $built))") |"
 done
 echo "(this machine: $(nproc) cores)"
