@@ -439,6 +439,12 @@ fn a_job_waits_for_a_worker_that_can_build_it() {
     let capabilities = figures["workers"][0]["capabilities"].as_array().unwrap();
     assert!(capabilities.iter().any(|c| c == "static:web"), "{figures}");
     assert!(!capabilities.iter().any(|c| c == "flutter:android"), "{figures}");
+    // With its tool versions (what `doctor` finds): Node here, no Flutter SDK.
+    let tools = &figures["workers"][0]["tools"];
+    assert!(tools["node"].as_str().is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit())), "{figures}");
+    assert!(tools.get("flutter").is_none(), "{figures}");
+    // No Flutter SDK: no Flutter target at all, web included.
+    assert!(!capabilities.iter().any(|c| c.as_str().unwrap().starts_with("flutter:")), "{figures}");
 
     // A target no builder has is refused at submit, not queued for ever.
     let wrong = app(farm.root.path(), "wrong", &[]);

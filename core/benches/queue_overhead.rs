@@ -52,6 +52,7 @@ async fn farm(url: &str, jobs: usize, concurrency: usize) -> f64 {
         load: 0,
         capabilities,
         version: String::new(),
+        tools: Default::default(),
         dependencies: Vec::new(),
         performance: 10.0,
         accepting: true,

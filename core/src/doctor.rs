@@ -1,6 +1,7 @@
 //! What this worker can build: the toolchains found (with versions), the host's OS, free disk
 //! in the engine's directories and memory, and for each gap the targets it rules out.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -73,23 +74,33 @@ fn memory_available() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Look at this worker for the engine `config`.
-pub async fn diagnose(config: &EngineConfig) -> DoctorReport {
+/// The versions of the build tools this machine has (`flutter`, `node`, `npm`): what a farm
+/// worker registers, and what `doctor` reports.
+pub async fn tool_versions(config: &EngineConfig) -> BTreeMap<String, String> {
     let dirs = EngineDirs::resolve(config);
     let flutter = config.platforms.flutter_program();
-    let state = dirs.cache.clone();
-    let cwd = std::env::temp_dir();
     let probes: [(&str, &[&str]); 3] =
         [(&flutter, &["--version", "--machine"]), ("node", &["--version"]), ("npm", &["--version"])];
-    let versions = crate::toolchain::versions(&state, &cwd, &probes).await;
-    let flutter_version = versions.get(&flutter).and_then(|machine| {
-        let info: serde_json::Value = serde_json::from_str(machine).ok()?;
+    let mut versions = crate::toolchain::versions(&dirs.cache, &std::env::temp_dir(), &probes).await;
+    let flutter_version = versions.remove(&flutter).and_then(|machine| {
+        let info: serde_json::Value = serde_json::from_str(&machine).ok()?;
         Some(format!(
             "{} (Dart {})",
             info["frameworkVersion"].as_str()?,
             info["dartSdkVersion"].as_str().unwrap_or("?")
         ))
     });
+    if let Some(version) = flutter_version {
+        versions.insert("flutter".to_string(), version);
+    }
+    versions
+}
+
+/// Look at this worker for the engine `config`.
+pub async fn diagnose(config: &EngineConfig) -> DoctorReport {
+    let dirs = EngineDirs::resolve(config);
+    let versions = tool_versions(config).await;
+    let flutter_version = versions.get("flutter").cloned();
     let flutter_targets = ["web", "android", "ios", "windows", "macos", "linux"];
     let needed = |app: &str, targets: &[&str]| targets.iter().map(|t| format!("{app}:{t}")).collect::<Vec<_>>();
     let android_sdk = ["ANDROID_HOME", "ANDROID_SDK_ROOT"]

@@ -56,6 +56,7 @@ impl Fence for LeaseFence {
 struct WorkerState {
     options: WorkerOptions,
     capabilities: Vec<String>,
+    tools: BTreeMap<String, String>,
     mine: std::sync::Mutex<Mine>,
     peers: std::sync::Mutex<Vec<WorkerInfo>>,
     /// Wakes the heartbeat so that a slot taking or ending a job shows at once.
@@ -91,6 +92,7 @@ impl WorkerState {
             load: (100 * mine.running.len() / concurrency) as u32,
             capabilities: self.capabilities.clone(),
             version: crate::VERSION.to_string(),
+            tools: self.tools.clone(),
             dependencies: mine.dependencies.iter().cloned().collect(),
             performance: performance_score(&recent),
             accepting: !mine.draining,
@@ -126,8 +128,17 @@ impl WorkerState {
 /// and deregisters.
 pub async fn run_worker(engine: Engine, options: WorkerOptions, stop: CancellationToken) -> Result<()> {
     let farm = engine.farm().await?.clone();
+    let tools = crate::doctor::tool_versions(engine.config()).await;
+    // Flutter builds of every target run the SDK: without it (the probe runs the configured
+    // program), this worker takes none, whatever the host could otherwise do.
+    let capabilities = engine
+        .buildable_targets()
+        .into_iter()
+        .filter(|c| !c.starts_with("flutter:") || tools.contains_key("flutter"))
+        .collect();
     let state = Arc::new(WorkerState {
-        capabilities: engine.buildable_targets(),
+        capabilities,
+        tools,
         options: options.clone(),
         mine: Default::default(),
         peers: Default::default(),

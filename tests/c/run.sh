@@ -37,3 +37,25 @@ echo "C API under valgrind: no errors, no leaks"
 
 php -d ffi.enable=1 tests/php/build_test.php "$ROOT/include/workz_build.h" "$LIB_DIR/libworkz_build.so" \
   "$SCRATCH/php" "$APP"
+
+# The same library on a farm: a real Redis on a free loopback port and a real worker process.
+cargo build --locked -p workz-build-cli
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$SCRATCH" >/dev/null &
+REDIS_PID=$!
+trap 'kill $REDIS_PID ${WORKER_PID:-} 2>/dev/null || true; rm -rf "$SCRATCH"' EXIT
+for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+cat > "$SCRATCH/farm.json" <<JSON
+{"queue": {"redis": {"url": "redis://127.0.0.1:$PORT/0"}, "leaseSeconds": 5},
+ "cache": {"remote": {"url": "file://$SCRATCH/php-farm/shared"}}}
+JSON
+WORKZ_CACHE_DIR="$SCRATCH/php-farm/worker" WORKZ_ARTIFACTS_DIR="$SCRATCH/php-farm/worker-artifacts" \
+  "$CARGO_TARGET_DIR/debug/workz-build" --config "$SCRATCH/farm.json" worker --name php-farm --concurrency 2 2>/dev/null &
+WORKER_PID=$!
+SLOW="$SCRATCH/slow-app"
+mkdir -p "$SLOW"
+echo '{"name": "Slow", "appType": "static", "hooks": {"preBuild": ["sleep 60"]}}' > "$SLOW/workz.json"
+echo '<!doctype html><h1>slow</h1>' > "$SLOW/index.html"
+WORKZ_CACHE_DIR="$SCRATCH/php-farm/client" WORKZ_ARTIFACTS_DIR="$SCRATCH/php-farm/client-artifacts" \
+  php -d ffi.enable=1 tests/php/farm_test.php "$ROOT/include/workz_build.h" "$LIB_DIR/libworkz_build.so" \
+  "$SCRATCH/farm.json" "$APP" "$SLOW"

@@ -27,6 +27,9 @@ pub struct WorkerInfo {
     pub capabilities: Vec<String>,
     #[serde(default)]
     pub version: String,
+    /// Versions of its build tools (`node`, `npm`, `flutter`).
+    #[serde(default)]
+    pub tools: BTreeMap<String, String>,
     /// Digests of the dependency locks whose install it holds in its own cache.
     #[serde(default)]
     pub dependencies: Vec<String>,
@@ -129,6 +132,7 @@ mod tests {
             load: (running * 50) as u32,
             capabilities: vec!["javascript:web".into(), "static:web".into()],
             version: String::new(),
+            tools: BTreeMap::new(),
             dependencies: deps.iter().map(|d| d.to_string()).collect(),
             performance: 10.0,
             accepting: true,
