@@ -34,6 +34,11 @@ export interface BuildResult {
   duration: number
   warnings: Array<{ code: string; message: string }>
   error: ErrorReport | null
+  /** The performance monitor's advice: stages that took most of the build. */
+  suggestions: Array<{ stage: 'dependencies' | 'compilation' | 'optimization'; share: number; issue: string; solutions: string[] }>
+  /** On a farm: the worker that ran it, and why there. */
+  worker?: string
+  placement?: { worker: string; reason: string; scores: Record<string, number> }
 }
 
 /** A directory path, or relative path -> contents. */

@@ -372,3 +372,59 @@ fn cache_warm_rebuilds_the_most_built_apps_of_the_history() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no apps to warm"));
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_performance_monitor_advises_on_a_dominant_install_and_flags_a_slow_build() {
+    let world = World::new();
+    // The cache off: every build installs its npm dependencies, most of a small app's time.
+    let config = world.path().join("no-cache.json");
+    std::fs::write(&config, r#"{"buildSystem": {"cacheEnabled": false}}"#).unwrap();
+    let app = world.path().join("deps-app");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/js/deps-app"), &app);
+    let out = world.run(&["--config", config.to_str().unwrap(), "build", app.to_str().unwrap(), "--json"]);
+    let result = json(&out);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let suggestion = &result["suggestions"][0];
+    assert_eq!(suggestion["stage"], "dependencies", "{result}");
+    assert!(suggestion["share"].as_f64().unwrap() > 0.4, "{result}");
+    assert!(suggestion["solutions"][0].as_str().unwrap().contains("buildSystem.cacheEnabled: true"), "{result}");
+    let history = std::fs::read_to_string(world.path().join("cache/history/builds.jsonl")).unwrap();
+    assert!(history.contains("Slow dependency resolution"), "suggestions are in the history: {history}");
+    let text = world.run(&["--config", config.to_str().unwrap(), "build", app.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&text.stderr).contains("Slow dependency resolution: dependencies took"));
+
+    // A build over its type's threshold (from config) gets `build_slow` with its stages.
+    let slow_config = world.path().join("slow.json");
+    std::fs::write(&slow_config, r#"{"monitoring": {"thresholds": {"static_web": 1}}}"#).unwrap();
+    let site = world.app("sleepy", r#"{"name": "Sleepy", "appType": "static", "hooks": {"preBuild": ["sleep 1.2"]}}"#);
+    let result =
+        json(&world.run(&["--config", slow_config.to_str().unwrap(), "build", site.to_str().unwrap(), "--json"]));
+    let slow: Vec<&Value> =
+        result["warnings"].as_array().unwrap().iter().filter(|w| w["code"] == "build_slow").collect();
+    assert_eq!(slow.len(), 1, "{result}");
+    let message = slow[0]["message"].as_str().unwrap();
+    assert!(message.contains("static_web threshold of 1 s") && message.contains("build 1."), "{message}");
+    // The document's 300 s for other types: not slow.
+    let result = json(&world.run(&["build", site.to_str().unwrap(), "--json", "--force"]));
+    assert!(!result["warnings"].as_array().unwrap().iter().any(|w| w["code"] == "build_slow"), "{result}");
+
+    // Out of range: config_invalid at its path.
+    let bad = world.path().join("bad.json");
+    std::fs::write(&bad, r#"{"monitoring": {"thresholds": {"javascript_web": 0}}}"#).unwrap();
+    let out = world.run(&["--config", bad.to_str().unwrap(), "build", site.to_str().unwrap(), "--json"]);
+    let error = &json(&out)["error"];
+    assert_eq!(error["code"], "config_invalid", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("monitoring.thresholds.javascript_web"), "{error}");
+}

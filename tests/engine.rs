@@ -145,6 +145,18 @@ async fn a_static_app_builds_then_hits_the_cache() {
     assert!(second.artifacts.as_ref().unwrap().reused, "the identical latest release is reused");
     assert_eq!(second.artifacts.as_ref().unwrap().path, first.artifacts.as_ref().unwrap().path);
 
+    // Both went through the metrics: a miss and a memory hit, histograms with fixed buckets.
+    let metrics = engine.metrics_text();
+    assert!(metrics.contains("workz_builds_total{build_type=\"static_web\",status=\"succeeded\"} 2"), "{metrics}");
+    assert!(metrics.contains("workz_cache_hits_total{tier=\"memory\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "workz_build_duration_seconds_bucket{le=\"600.0\",build_type=\"static_web\",status=\"succeeded\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("workz_build_stage_duration_seconds_count{build_type=\"static_web\",stage=\"build\"} 1"));
+
     // A host that does not read the file list gets the same result without it.
     let lean = engine.build(BuildRequest { list_files: false, ..BuildRequest::directory(&app) }).await;
     assert!(lean.cache.hit);

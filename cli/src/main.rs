@@ -563,6 +563,17 @@ fn print_summary(result: &BuildResult) {
             let cached = if result.cache.hit { ", from cache" } else { "" };
             text +=
                 &format!("✔ {what} built in {:.3}s{cached}: {files} files, {}\n", result.duration, human_bytes(size));
+            for suggestion in &result.suggestions {
+                text += &format!(
+                    "  {}: {} took {:.0}% of the build\n",
+                    suggestion.issue,
+                    suggestion.stage,
+                    suggestion.share * 100.0
+                );
+                for solution in &suggestion.solutions {
+                    text += &format!("    - {solution}\n");
+                }
+            }
             eprint!("{text}");
             println!("{path}");
         }

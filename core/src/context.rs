@@ -148,6 +148,9 @@ pub struct BuildContext {
     pub fence: Option<Arc<dyn Fence>>,
     pub warnings: Vec<Warning>,
     pub timings: StageTimings,
+    /// Seconds of the build stage spent installing or restoring dependencies (the performance
+    /// monitor counts them as the document's dependencies stage).
+    pub dependency_seconds: f64,
 }
 
 impl BuildContext {
@@ -185,6 +188,7 @@ impl BuildContext {
             fence: None,
             warnings: Vec::new(),
             timings: StageTimings::default(),
+            dependency_seconds: 0.0,
         }
     }
 
@@ -326,6 +330,28 @@ impl BuildContext {
         let message = message.into();
         self.events.warn(code, message.clone());
         self.warnings.push(Warning { code: code.to_string(), message });
+    }
+
+    /// The performance monitor's verdict on this build, now finished; a slow one gets its
+    /// `build_slow` warning here (before `finished`).
+    pub(crate) fn assess(&mut self, duration: f64, cache_hit: bool) -> crate::monitor::Assessment {
+        let (Some(app), Some(target)) = (self.app.as_ref(), self.target.as_deref()) else { return Default::default() };
+        let app_type = app.app_type.to_string();
+        let facts = crate::monitor::BuildFacts {
+            app_type: &app_type,
+            target,
+            timings: &self.timings,
+            dependency_seconds: self.dependency_seconds,
+            duration,
+            cache_hit,
+            bundler: (app.app_type == AppType::Javascript).then_some(app.build_config.javascript.bundler),
+            locked: !self.warnings.iter().any(|w| w.code == "dependencies_not_locked"),
+        };
+        let assessment = crate::monitor::assess(&self.config, &facts);
+        if let Some(message) = &assessment.slow {
+            self.warn("build_slow", message.clone());
+        }
+        assessment
     }
 
     pub(crate) fn check_cancelled(&self) -> Result<()> {

@@ -33,6 +33,9 @@ pub struct BuildRecord {
     /// The app's directory, when the build was of one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The performance monitor's suggestions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suggestions: Vec<crate::result::Suggestion>,
 }
 
 /// The last build of an app target, with what went into its key.

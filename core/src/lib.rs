@@ -28,6 +28,7 @@ pub mod explain;
 pub mod farm;
 pub mod files;
 pub mod history;
+pub mod monitor;
 pub mod objects;
 pub mod output;
 pub mod pipeline;

@@ -148,6 +148,21 @@ pub struct BuildResult {
     /// Why the farm ran it on that worker (absent for a build run in this process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// The performance monitor's advice: stages that took most of the build.
+    #[serde(default)]
+    pub suggestions: Vec<Suggestion>,
+}
+
+/// A stage that took more than `monitoring.stageShare` percent of a build, with the platform
+/// document's solutions in this engine's terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// `dependencies`, `compilation` or `optimization` (the document's stages).
+    pub stage: String,
+    /// Its share of the build's time, 0–1.
+    pub share: f64,
+    pub issue: String,
+    pub solutions: Vec<String>,
 }
 
 /// Where the farm placed a build and why: every free worker that could build it, scored as
@@ -184,6 +199,7 @@ impl BuildResult {
             error,
             worker,
             placement,
+            suggestions,
         } = self;
         BuildResult {
             build_id: build_id.clone(),
@@ -205,6 +221,7 @@ impl BuildResult {
             error: error.clone(),
             worker: worker.clone(),
             placement: placement.clone(),
+            suggestions: suggestions.clone(),
         }
     }
 
@@ -223,6 +240,7 @@ impl BuildResult {
             error: Some(error.report()),
             worker: None,
             placement: None,
+            suggestions: Vec::new(),
         }
     }
 }

@@ -55,6 +55,7 @@ impl Fence for LeaseFence {
 /// What a worker knows of itself and of its peers, shared by its slots and its heartbeat.
 struct WorkerState {
     options: WorkerOptions,
+    monitoring: crate::config::MonitoringConfig,
     capabilities: Vec<String>,
     tools: BTreeMap<String, String>,
     mine: std::sync::Mutex<Mine>,
@@ -94,7 +95,7 @@ impl WorkerState {
             version: crate::VERSION.to_string(),
             tools: self.tools.clone(),
             dependencies: mine.dependencies.iter().cloned().collect(),
-            performance: performance_score(&recent),
+            performance: performance_score(&recent, &self.monitoring),
             accepting: !mine.draining,
         }
     }
@@ -137,6 +138,7 @@ pub async fn run_worker(engine: Engine, options: WorkerOptions, stop: Cancellati
         .filter(|c| !c.starts_with("flutter:") || tools.contains_key("flutter"))
         .collect();
     let state = Arc::new(WorkerState {
+        monitoring: engine.config().monitoring.clone(),
         capabilities,
         tools,
         options: options.clone(),

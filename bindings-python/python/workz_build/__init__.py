@@ -131,6 +131,11 @@ class BuildResult:
     duration: float
     warnings: List[Dict[str, str]]
     error: Optional[ErrorInfo]
+    #: The performance monitor's advice: ``{stage, share, issue, solutions}`` per slow stage.
+    suggestions: List[Dict[str, Any]] = field(default_factory=list)
+    #: On a farm: the worker that ran it, and why there (``{worker, reason, scores}``).
+    worker: Optional[str] = None
+    placement: Optional[Dict[str, Any]] = None
     _raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -154,6 +159,9 @@ class BuildResult:
             duration=d["duration"],
             warnings=list(d.get("warnings") or []),
             error=None if d.get("error") is None else ErrorInfo(**d["error"]),
+            suggestions=list(d.get("suggestions") or []),
+            worker=d.get("worker"),
+            placement=d.get("placement"),
             _raw=d,
         )
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::app::AppType;
-use super::{ConfigError, Parsed, QueueConfig, parse_json};
+use super::{ConfigError, MonitoringConfig, Parsed, QueueConfig, parse_json};
 use crate::objects::{LocationField, ObjectLocation};
 
 /// The engine's configuration: the document's global build configuration plus our sections.
@@ -22,6 +22,7 @@ pub struct EngineConfig {
     pub limits: LimitsConfig,
     pub source: SourceConfig,
     pub queue: QueueConfig,
+    pub monitoring: MonitoringConfig,
 }
 
 impl EngineConfig {
@@ -106,6 +107,7 @@ impl EngineConfig {
             return Err(ConfigError::invalid(file, key, message));
         }
         self.queue.validate(file)?;
+        self.monitoring.validate(file)?;
         let mut names = std::collections::HashSet::new();
         for (i, destination) in self.storage.deploy.iter().enumerate() {
             let at = format!("storage.deploy.{i}");

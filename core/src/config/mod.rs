@@ -150,10 +150,12 @@ pub fn slug(name: &str) -> String {
 
 mod app;
 mod engine;
+mod monitoring;
 mod queue;
 
 pub use app::*;
 pub use engine::*;
+pub use monitoring::*;
 pub use queue::*;
 
 #[cfg(test)]

@@ -119,6 +119,7 @@ struct Shared {
     /// Parent of every build's token: cancelled when the last `Engine` handle goes.
     root_cancel: CancellationToken,
     farm: tokio::sync::OnceCell<FarmClient>,
+    metrics: crate::monitor::BuildMetrics,
 }
 
 /// Cancels the engine's builds when the last [`Engine`] handle is dropped.
@@ -212,6 +213,7 @@ impl EngineSetup {
             events,
             root_cancel: root_cancel.clone(),
             farm: tokio::sync::OnceCell::new(),
+            metrics: Default::default(),
         });
         Ok(Engine { shared, _owner: Arc::new(Owner(root_cancel)) })
     }
@@ -326,6 +328,12 @@ impl Engine {
 
     pub(crate) fn services(&self) -> &Services {
         &self.shared.services
+    }
+
+    /// This engine's build metrics (builds, durations, stage durations, cache hits by tier),
+    /// as Prometheus (OpenMetrics) text.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.encode()
     }
 
     /// Every event of every build of this engine (lossy for slow receivers).
@@ -593,7 +601,7 @@ async fn remove_dir_retrying(dir: &Path) {
     }
 }
 
-fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Duration) -> BuildResult {
+fn finish(shared: &Shared, mut ctx: BuildContext, outcome: Result<()>, elapsed: Duration) -> BuildResult {
     let status = match &outcome {
         Ok(()) => BuildStatus::Succeeded,
         Err(Error::Cancelled) => BuildStatus::Cancelled,
@@ -620,7 +628,13 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         reused: ctx.reused_release,
         deployments: ctx.deployments.clone(),
     });
+    let assessment = ctx.assess(duration, cache.hit);
     let app = ctx.app.as_ref();
+    let build_type = format!(
+        "{}_{}",
+        app.map(|a| a.app_type.to_string()).unwrap_or_else(|| "unknown".into()),
+        ctx.target.as_deref().unwrap_or("unknown")
+    );
     let record = BuildRecord {
         build_id: ctx.build_id.clone(),
         app: app.map(|a| a.app_id()),
@@ -641,6 +655,7 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
             }
             crate::source::SourceSpec::Files(_) => None,
         },
+        suggestions: assessment.suggestions.clone(),
     };
     if let Err(e) = shared.history.record(&record, ctx.components.as_ref()) {
         tracing::warn!("recording build history failed: {e}");
@@ -648,7 +663,7 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
     ctx.events.emit(BuildEvent::Finished { status, duration });
     let mut warnings = ctx.warnings;
     warnings.extend(ctx.events.take_shared_warnings());
-    BuildResult {
+    let result = BuildResult {
         build_id: ctx.build_id,
         status,
         app: app.map(|a| AppRef { name: a.name.clone(), version: a.version.clone() }),
@@ -661,5 +676,8 @@ fn finish(shared: &Shared, ctx: BuildContext, outcome: Result<()>, elapsed: Dura
         error,
         worker: None,
         placement: None,
-    }
+        suggestions: assessment.suggestions,
+    };
+    shared.metrics.record(&build_type, &result);
+    result
 }

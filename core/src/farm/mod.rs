@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::client::FarmClient;
 pub use self::dispatch::{Delivered, Delivery};
-pub use self::placement::{WorkerInfo, choose, performance_score, slow_build_threshold};
+pub use self::placement::{WorkerInfo, choose, performance_score};
 pub use self::source::{SourceManifest, materialize_source, upload_source};
 pub use self::status::{Depth, FarmStatus, desired_workers};
 use crate::config::{EngineConfig, redact_url};

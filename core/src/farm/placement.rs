@@ -2,12 +2,13 @@
 //! that can build a job scores +50 when it holds the installed dependencies of the job's lock,
 //! +30 when it has the target's platform tools, `100 − load` (the percentage of its slots
 //! busy) and its performance score (0–20, from its recent build times against the slow-build
-//! thresholds). The best one takes the job; a tie stays with the worker that read it.
+//! thresholds of `monitoring.thresholds`). The best one takes the job; a tie stays with the worker that read it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::MonitoringConfig;
 use crate::result::Placement;
 
 /// A worker as it registers itself on the farm (`farm status --json` lists these).
@@ -73,25 +74,18 @@ impl WorkerInfo {
 /// does not beat one that skips an install.
 pub const PERFORMANCE_MAX: f64 = 20.0;
 
-/// The document's slow-build threshold of a build type, in seconds.
-pub fn slow_build_threshold(capability: &str) -> f64 {
-    match capability {
-        "javascript:web" => 120.0,
-        "flutter:web" => 300.0,
-        "flutter:android" => 600.0,
-        "flutter:ios" => 900.0,
-        _ => 300.0,
-    }
-}
-
 /// A worker's performance score from its recent builds `(capability, seconds)`: 20 for builds
-/// that take no time, 0 for builds at (or past) their threshold, by the median ratio; 10 with
-/// no history.
-pub fn performance_score(recent: &[(String, f64)]) -> f64 {
+/// that take no time, 0 for builds at (or past) their type's slow-build threshold
+/// (`monitoring.thresholds`), by the median ratio; 10 with no history.
+pub fn performance_score(recent: &[(String, f64)], monitoring: &MonitoringConfig) -> f64 {
     if recent.is_empty() {
         return PERFORMANCE_MAX / 2.0;
     }
-    let mut ratios: Vec<f64> = recent.iter().map(|(cap, s)| (s / slow_build_threshold(cap)).clamp(0.0, 1.0)).collect();
+    let threshold = |capability: &str| {
+        let (app_type, target) = capability.split_once(':').unwrap_or((capability, ""));
+        monitoring.threshold(app_type, target) as f64
+    };
+    let mut ratios: Vec<f64> = recent.iter().map(|(cap, s)| (s / threshold(cap)).clamp(0.0, 1.0)).collect();
     ratios.sort_by(f64::total_cmp);
     let median = ratios[ratios.len() / 2];
     ((1.0 - median) * PERFORMANCE_MAX * 100.0).round() / 100.0
@@ -177,10 +171,11 @@ mod tests {
 
     #[test]
     fn performance_by_the_median_build_against_its_threshold() {
-        assert_eq!(performance_score(&[]), 10.0);
+        let monitoring = MonitoringConfig::default();
+        assert_eq!(performance_score(&[], &monitoring), 10.0);
         let fast = vec![("javascript:web".to_string(), 12.0); 3];
-        assert_eq!(performance_score(&fast), 18.0, "a tenth of 120 s");
+        assert_eq!(performance_score(&fast, &monitoring), 18.0, "a tenth of 120 s");
         let slow = vec![("flutter:web".to_string(), 900.0)];
-        assert_eq!(performance_score(&slow), 0.0, "past the threshold");
+        assert_eq!(performance_score(&slow, &monitoring), 0.0, "past the threshold");
     }
 }

@@ -119,6 +119,13 @@ impl FlutterBuilder {
     /// `flutter pub get` with the project's pub cache restored from the content store when the
     /// same lock (and SDK) was fetched before, so that pub finds every package and fetches none.
     async fn pub_get(ctx: &mut BuildContext, project: &Path, tools: &BTreeMap<String, String>) -> Result<()> {
+        let started = std::time::Instant::now();
+        let fetched = Self::pub_get_timed(ctx, project, tools).await;
+        ctx.dependency_seconds += started.elapsed().as_secs_f64();
+        fetched
+    }
+
+    async fn pub_get_timed(ctx: &mut BuildContext, project: &Path, tools: &BTreeMap<String, String>) -> Result<()> {
         let pub_cache = project.join(PUB_CACHE_DIR);
         let key = pub_cache_key(ctx.source()?, tools);
         let cache = ctx.services.cache.clone().filter(|_| ctx.config.build_system.cache_enabled);

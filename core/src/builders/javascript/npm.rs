@@ -159,6 +159,17 @@ pub async fn install(
     project: &NpmProject,
     toolchain: &BTreeMap<String, String>,
 ) -> Result<bool> {
+    let started = std::time::Instant::now();
+    let installed = install_timed(ctx, project, toolchain).await;
+    ctx.dependency_seconds += started.elapsed().as_secs_f64();
+    installed
+}
+
+async fn install_timed(
+    ctx: &mut BuildContext,
+    project: &NpmProject,
+    toolchain: &BTreeMap<String, String>,
+) -> Result<bool> {
     let dir = ctx.build_dir().await?;
     let app = ctx.app()?.clone();
     let js = &app.build_config.javascript;
