@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod farm;
+mod serve;
 use indicatif::{ProgressBar, ProgressStyle};
 use workz_build::events::BuildEvent;
 use workz_build::{BuildRequest, BuildResult, BuildStatus, Engine, EngineConfig, Error};
@@ -96,6 +97,14 @@ enum Command {
         /// One event JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// The engine over HTTP: submit (a tar of the app), status, cancel, events (SSE), queue,
+    /// historical build metrics, Prometheus metrics. Needs a token (server.token or
+    /// WORKZ_API_TOKEN).
+    Serve {
+        /// host:port (default: server.listen, 127.0.0.1:8470); port 0 picks a free one.
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Take builds from the farm's queue and run them here, until SIGTERM or Ctrl-C.
     Worker {
@@ -341,6 +350,10 @@ fn run() -> u8 {
         },
         Command::Cancel { ref build_id } => match open_engine(&cli, None) {
             Ok(engine) => farm::cancel(&engine, build_id),
+            Err(e) => fail_early(&e, false),
+        },
+        Command::Serve { ref listen } => match open_engine(&cli, None) {
+            Ok(engine) => serve::serve(engine, listen.clone()),
             Err(e) => fail_early(&e, false),
         },
         Command::Worker { concurrency, ref name } => match open_engine(&cli, None) {

@@ -2,6 +2,7 @@
 //! and per app and target the last build with its key components (what
 //! `explain` compares against, and what the monitor reads).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,33 @@ pub struct BuildRecord {
     /// The performance monitor's suggestions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suggestions: Vec<crate::result::Suggestion>,
+}
+
+/// Builds over a window, per build type (`<appType>_<target>`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Historical {
+    pub hours: u64,
+    /// Unix seconds: the window's start.
+    pub since: u64,
+    pub types: BTreeMap<String, TypeHistory>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TypeHistory {
+    /// Oldest first.
+    pub builds: Vec<HistoricalBuild>,
+    /// Status → builds.
+    pub counts: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoricalBuild {
+    pub build_id: String,
+    pub app: Option<String>,
+    pub finished_at: u64,
+    pub duration: f64,
+    pub status: BuildStatus,
+    pub cache_hit: bool,
 }
 
 /// The last build of an app target, with what went into its key.
@@ -94,6 +122,32 @@ impl BuildHistory {
         let key = record.cache.key.as_deref()?;
         let components = serde_json::from_slice(&std::fs::read(self.components_path(key)).ok()?).ok()?;
         Some(LastBuild { record, components })
+    }
+
+    /// The builds of the last `hours` (1 to a year), per build type, with counts by status:
+    /// the document's `GET /build-metrics/historical`.
+    pub fn historical(&self, hours: u64) -> std::io::Result<Historical> {
+        let hours = hours.clamp(1, 24 * 366);
+        let since = crate::cache::unix_now().saturating_sub(hours * 3600);
+        let mut types: BTreeMap<String, TypeHistory> = BTreeMap::new();
+        for record in self.recent(usize::MAX)?.into_iter().filter(|r| r.finished_at >= since) {
+            let build_type = format!(
+                "{}_{}",
+                record.app_type.as_deref().unwrap_or("unknown"),
+                record.target.as_deref().unwrap_or("unknown")
+            );
+            let entry = types.entry(build_type).or_default();
+            *entry.counts.entry(record.status.as_str().to_string()).or_default() += 1;
+            entry.builds.push(HistoricalBuild {
+                build_id: record.build_id,
+                app: record.app,
+                finished_at: record.finished_at,
+                duration: record.duration,
+                status: record.status,
+                cache_hit: record.cache.hit,
+            });
+        }
+        Ok(Historical { hours, since, types })
     }
 
     /// The most recent `limit` records, newest last. Lines that do not parse are skipped.

@@ -152,11 +152,13 @@ mod app;
 mod engine;
 mod monitoring;
 mod queue;
+mod server;
 
 pub use app::*;
 pub use engine::*;
 pub use monitoring::*;
 pub use queue::*;
+pub use server::*;
 
 #[cfg(test)]
 mod tests {

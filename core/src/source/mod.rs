@@ -503,8 +503,10 @@ pub fn normalize_path(path: &str) -> Result<String, SourceError> {
     Ok(parts.join("/"))
 }
 
+mod archive;
 mod hash;
 
+pub use archive::files_from_tar;
 use hash::*;
 pub use hash::{SCRIPT_EXTENSIONS, is_script};
 

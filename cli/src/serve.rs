@@ -1,0 +1,325 @@
+//! `workz-build serve`: the engine over HTTP (axum), for hosts that are not a Rust, C, Python
+//! or Node process. Every route needs the bearer token (`server.token` or `WORKZ_API_TOKEN`,
+//! compared in constant time), `/metrics` too unless `server.metricsOpen`; uploads are size
+//! limited and read through the same source rules as any source.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use workz_build::events::EventRecord;
+use workz_build::source::{SourceSpec, files_from_tar};
+use workz_build::{BuildRequest, BuildResult, Engine, ErrorCode};
+
+/// Builds the service keeps (events and result) for clients to read; older ones are dropped.
+const KEPT_BUILDS: usize = 10_000;
+
+/// A build submitted through the service: its events so far (for every reader, from the
+/// start), then its result.
+struct ServedBuild {
+    events: Mutex<Vec<EventRecord>>,
+    /// Bumped on each event and at the end.
+    changed: watch::Sender<usize>,
+    result: OnceLock<Arc<BuildResult>>,
+    cancel: CancellationToken,
+}
+
+struct Service {
+    engine: Engine,
+    token: String,
+    metrics_open: bool,
+    builds: Mutex<Kept>,
+}
+
+/// The builds kept, by id, and their ids oldest first.
+type Kept = (BTreeMap<String, Arc<ServedBuild>>, VecDeque<String>);
+
+type Shared = Arc<Service>;
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+async fn authorize(State(service): State<Shared>, request: axum::extract::Request, next: Next) -> Response {
+    let open = service.metrics_open && request.uri().path() == "/metrics";
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if open || bool::from(given.as_bytes().ct_eq(service.token.as_bytes())) {
+        next.run(request).await
+    } else {
+        let mut response =
+            error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid `Authorization: Bearer <token>` is needed");
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SubmitQuery {
+    target: Option<String>,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /api/builds`: the body is the app as a tar archive (gzip-compressed or not).
+async fn submit(
+    State(service): State<Shared>,
+    Query(query): Query<SubmitQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !matches!(kind, "application/x-tar" | "application/gzip" | "application/x-gtar" | "application/tar+gzip") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            format!("send the app as a tar archive (Content-Type: application/x-tar), not {kind:?}"),
+        );
+    }
+    let limits = service.engine.config().limits.clone();
+    let files = match tokio::task::spawn_blocking(move || files_from_tar(&body, &limits)).await {
+        Ok(Ok(files)) => files,
+        Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    let mut request = BuildRequest::directory("");
+    request.source = SourceSpec::Files(files);
+    request.target = query.target;
+    request.priority = query.priority;
+    request.force = query.force;
+    let handle = service.engine.submit(request, None);
+    let build_id = handle.build_id().to_string();
+    let (changed, _) = watch::channel(0);
+    let served = Arc::new(ServedBuild {
+        events: Mutex::new(Vec::new()),
+        changed,
+        result: OnceLock::new(),
+        cancel: handle.cancel_token(),
+    });
+    {
+        let mut builds = service.builds.lock().unwrap_or_else(|p| p.into_inner());
+        builds.0.insert(build_id.clone(), served.clone());
+        builds.1.push_back(build_id.clone());
+        while builds.1.len() > KEPT_BUILDS {
+            if let Some(old) = builds.1.pop_front() {
+                builds.0.remove(&old);
+            }
+        }
+    }
+    tokio::spawn(async move {
+        let mut handle = handle;
+        while let Some(record) = handle.next_event().await {
+            served.events.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+            served.changed.send_modify(|n| *n += 1);
+        }
+        let _ = served.result.set(Arc::new(handle.result().await));
+        served.changed.send_modify(|n| *n += 1);
+    });
+    (StatusCode::ACCEPTED, axum::Json(json!({"build_id": build_id}))).into_response()
+}
+
+fn find(service: &Service, id: &str) -> Option<Arc<ServedBuild>> {
+    service.builds.lock().unwrap_or_else(|p| p.into_inner()).0.get(id).cloned()
+}
+
+fn not_found(id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, "build_not_found", format!("no build {id} was submitted to this service"))
+}
+
+/// `GET /api/builds/{id}`: the result once the build ended, else its state.
+async fn status(State(service): State<Shared>, Path(id): Path<String>) -> Response {
+    let Some(build) = find(&service, &id) else { return not_found(&id) };
+    match build.result.get() {
+        Some(result) => axum::Json(result.as_ref()).into_response(),
+        None => {
+            let started = build
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|r| matches!(r.event, workz_build::BuildEvent::Started));
+            axum::Json(json!({"build_id": id, "state": if started { "running" } else { "queued" }})).into_response()
+        }
+    }
+}
+
+/// `DELETE /api/builds/{id}`: cancel it, queued or running.
+async fn cancel(State(service): State<Shared>, Path(id): Path<String>) -> Response {
+    let Some(build) = find(&service, &id) else { return not_found(&id) };
+    build.cancel.cancel();
+    (StatusCode::ACCEPTED, axum::Json(json!({"build_id": id, "cancelled": build.result.get().is_none()})))
+        .into_response()
+}
+
+/// `GET /api/builds/{id}/events`: every event from the first, as Server-Sent Events (the event
+/// type as the SSE event name, the record as JSON), then an `end` event with the result.
+async fn events(State(service): State<Shared>, Path(id): Path<String>) -> Response {
+    let Some(build) = find(&service, &id) else { return not_found(&id) };
+    let receiver = build.changed.subscribe();
+    let stream =
+        futures_util::stream::unfold((build, receiver, 0usize, false), |(build, mut rx, next, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let (record, ended) = {
+                    let events = build.events.lock().unwrap_or_else(|p| p.into_inner());
+                    (events.get(next).cloned(), build.result.get().cloned())
+                };
+                if let Some(record) = record {
+                    let name = serde_json::to_value(&record).ok().and_then(|v| v["type"].as_str().map(str::to_string));
+                    let event = Event::default().event(name.unwrap_or_else(|| "event".into())).json_data(&record);
+                    let event = event.unwrap_or_else(|_| Event::default().comment("unserializable event"));
+                    return Some((Ok::<_, Infallible>(event), (build, rx, next + 1, false)));
+                }
+                if let Some(result) = ended {
+                    let event = Event::default().event("end").json_data(result.as_ref());
+                    let event = event.unwrap_or_else(|_| Event::default().event("end"));
+                    return Some((Ok(event), (build, rx, next, true)));
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+/// `GET /api/queue`: the in-process queue, and the farm's figures when the engine has one.
+async fn queue(State(service): State<Shared>) -> Response {
+    let local = service.engine.queue_status();
+    let mut body = json!({"queued": local.queued, "running": local.running, "maxConcurrent": local.max_concurrent});
+    if service.engine.config().queue.redis.is_some() {
+        let q = &service.engine.config().queue;
+        match service.engine.farm().await {
+            Ok(farm) => match farm.queue.farm_status(q.min_workers, q.max_workers).await {
+                Ok(status) => body["farm"] = serde_json::to_value(status).unwrap_or(Value::Null),
+                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string()),
+            },
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string()),
+        }
+    }
+    axum::Json(body).into_response()
+}
+
+/// `GET /metrics`: the engine's build metrics, and the farm's gauges when it has one.
+async fn metrics(State(service): State<Shared>) -> Response {
+    let mut text = service.engine.metrics_text();
+    if service.engine.config().queue.redis.is_some() {
+        let q = &service.engine.config().queue;
+        if let Ok(farm) = service.engine.farm().await
+            && let Ok(status) = farm.queue.farm_status(q.min_workers, q.max_workers).await
+        {
+            // One exposition: the farm's families before the single `# EOF`.
+            text = text.trim_end().trim_end_matches("# EOF").to_string();
+            text.push_str(&status.prometheus());
+        }
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Window {
+    /// Hours back from now (the document's default: 24).
+    hours: Option<u64>,
+}
+
+/// `GET /build-metrics/historical?hours=N`: per build type, the builds of the window (their
+/// durations and outcomes, oldest first) and counts by status, from the build history.
+async fn historical(State(service): State<Shared>, Query(window): Query<Window>) -> Response {
+    match service.engine.history().historical(window.hours.unwrap_or(24)) {
+        Ok(history) => axum::Json(history).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// The service's routes over `engine`.
+fn router(service: Shared, max_upload: usize) -> Router {
+    Router::new()
+        .route("/api/builds", axum::routing::post(submit))
+        .route("/api/builds/{id}", get(status).delete(cancel))
+        .route("/api/builds/{id}/events", get(events))
+        .route("/api/queue", get(queue))
+        .route("/build-metrics/historical", get(historical))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_upload))
+        .layer(middleware::from_fn_with_state(service.clone(), authorize))
+        .with_state(service)
+}
+
+/// Serve `engine` on `listen` until SIGINT/SIGTERM. Exit code as for the other commands.
+pub fn serve(engine: Engine, listen: Option<String>) -> u8 {
+    let config = engine.config().server.clone();
+    let token = config.token.clone().or_else(|| std::env::var("WORKZ_API_TOKEN").ok()).filter(|t| !t.is_empty());
+    let Some(token) = token.filter(|t| t.len() >= 16) else {
+        eprintln!(
+            "error [config_invalid]: the service needs a token of at least 16 characters: set server.token in the engine config or WORKZ_API_TOKEN\n  hint: every call must send `Authorization: Bearer <token>`"
+        );
+        return crate::EXIT_USAGE;
+    };
+    let listen = listen.unwrap_or(config.listen.clone());
+    let service = Arc::new(Service {
+        engine: engine.clone(),
+        token,
+        metrics_open: config.metrics_open,
+        builds: Mutex::new((BTreeMap::new(), VecDeque::new())),
+    });
+    let app = router(service, config.max_upload_bytes as usize);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error [internal]: cannot start the runtime: {e}");
+            return crate::EXIT_FAILED;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("error [invalid_request]: cannot listen on {listen}: {e}\n  hint: --listen 127.0.0.1:8470");
+                return crate::EXIT_USAGE;
+            }
+        };
+        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+        // Tools that start the service read where it listens from this line.
+        println!("listening on http://{address}");
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            signal.cancel();
+        });
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+        engine.flush().await;
+        match served {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error [internal]: the service stopped: {e}");
+                crate::EXIT_FAILED
+            }
+        }
+    })
+}

@@ -1,0 +1,54 @@
+//! The `server` section: `workz-build serve`.
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// Ours: the HTTP service (`workz-build serve`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServerConfig {
+    /// `host:port`; loopback unless said otherwise.
+    pub listen: String,
+    /// The bearer token every call needs (else `WORKZ_API_TOKEN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The largest upload (a tar archive of an app), in bytes; more is refused with 413.
+    pub max_upload_bytes: u64,
+    /// Let `/metrics` be scraped without the token.
+    pub metrics_open: bool,
+}
+
+// The token never reaches a log through `{:?}`.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("metrics_open", &self.metrics_open)
+            .finish()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: "127.0.0.1:8470".into(), token: None, max_upload_bytes: 100 << 20, metrics_open: false }
+    }
+}
+
+impl ServerConfig {
+    pub(crate) fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if !(1024..=(4u64 << 30)).contains(&self.max_upload_bytes) {
+            return Err(ConfigError::invalid(
+                file,
+                "server.maxUploadBytes",
+                format!("expected 1024 to 4294967296 bytes, found {}", self.max_upload_bytes),
+            ));
+        }
+        if self.token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::invalid(file, "server.token", "expected at least 16 characters"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! `workz-build serve` end to end: a real server process on a free loopback port, spoken to
+//! over plain HTTP/1.1 as any host would (no client library), with archives made by Python's
+//! tarfile (hostile ones included).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+struct Server {
+    child: Child,
+    address: String,
+    root: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(config: Value) -> Server {
+        let root = tempfile::tempdir().unwrap();
+        let config_path = root.path().join("engine.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_workz-build"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("WORKZ_API_TOKEN", TOKEN)
+            .env("WORKZ_CACHE_DIR", root.path().join("cache"))
+            .env("WORKZ_ARTIFACTS_DIR", root.path().join("artifacts"))
+            .env_remove("WORKZ_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let address = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line}")).to_string();
+        Server { child, address, root }
+    }
+
+    /// One request; `(status, body)`.
+    fn call(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.address);
+        if let Some(token) = token {
+            head += &format!("Authorization: Bearer {token}\r\n");
+        }
+        if !content_type.is_empty() {
+            head += &format!("Content-Type: {content_type}\r\n");
+        }
+        head += &format!("Content-Length: {}\r\n\r\n", body.len());
+        stream.write_all(head.as_bytes()).unwrap();
+        // The server may answer (413) before reading all of a big body.
+        let _ = stream.write_all(body);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
+        let status: u16 =
+            text.split_whitespace().nth(1).unwrap_or_else(|| panic!("no response: {text}")).parse().unwrap();
+        let at = response.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(response.len());
+        (status, response[at..].to_vec())
+    }
+
+    fn json(&self, method: &str, path: &str) -> (u16, Value) {
+        let (status, body) = self.call(method, path, Some(TOKEN), "", b"");
+        (status, serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body))))
+    }
+
+    fn submit(&self, archive: &[u8]) -> (u16, Value) {
+        let (status, body) = self.call("POST", "/api/builds", Some(TOKEN), "application/x-tar", archive);
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    fn wait(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.json("GET", &format!("/api/builds/{id}"));
+            assert_eq!(status, 200, "{body}");
+            if body.get("status").is_some() {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{id} never ended: {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tar archive from `(name, kind, contents or link target)`, made by Python's tarfile, which
+/// writes `..` and absolute names as given.
+fn tar(entries: &[(&str, &str, &str)]) -> Vec<u8> {
+    let script = r#"
+import io, json, sys, tarfile
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w") as t:
+    for name, kind, data in json.loads(sys.argv[1]):
+        info = tarfile.TarInfo(name)
+        if kind == "symlink":
+            info.type, info.linkname = tarfile.SYMTYPE, data
+            t.addfile(info)
+        else:
+            body = data.encode()
+            info.size = len(body)
+            t.addfile(info, io.BytesIO(body))
+sys.stdout.buffer.write(out.getvalue())
+"#;
+    let spec = serde_json::to_string(entries).unwrap();
+    let out = Command::new("python3").args(["-c", script, &spec]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn site(name: &str, pre_build: &[&str]) -> Vec<u8> {
+    let config = json!({"name": name, "appType": "static", "hooks": {"preBuild": pre_build}}).to_string();
+    let page = format!("<!doctype html><link rel=stylesheet href=css/site.css><h1>{name}</h1>");
+    tar(&[
+        ("workz.json", "file", &config),
+        ("index.html", "file", &page),
+        ("css/site.css", "file", "h1 { color: teal; }\n"),
+    ])
+}
+
+#[test]
+fn every_route_needs_the_token() {
+    let server = Server::start(json!({}));
+    let routes = [
+        ("POST", "/api/builds"),
+        ("GET", "/api/builds/b1"),
+        ("DELETE", "/api/builds/b1"),
+        ("GET", "/api/builds/b1/events"),
+        ("GET", "/api/queue"),
+        ("GET", "/build-metrics/historical"),
+        ("GET", "/metrics"),
+    ];
+    for (method, path) in routes {
+        for token in [None, Some("wrong-token-0123456789abcdef"), Some("")] {
+            let (status, body) = server.call(method, path, token, "application/x-tar", b"");
+            assert_eq!(status, 401, "{method} {path} with {token:?}: {}", String::from_utf8_lossy(&body));
+        }
+    }
+    let (status, body) = server.json("GET", "/api/builds/bnope");
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("build_not_found")));
+}
+
+#[test]
+fn a_build_uploaded_as_a_tar_streams_its_events_and_its_result() {
+    let server = Server::start(json!({}));
+    let (status, body) = server.submit(&site("shop", &[]));
+    assert_eq!(status, 202, "{body}");
+    let id = body["build_id"].as_str().unwrap().to_string();
+    // Server-Sent Events from the first event to the end.
+    let (status, stream) = server.call("GET", &format!("/api/builds/{id}/events"), Some(TOKEN), "", b"");
+    let text = String::from_utf8_lossy(&stream);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("event: started") && text.contains("event: finished"), "{text}");
+    assert!(text.contains("event: end") && text.contains("\"status\":\"succeeded\""), "{text}");
+    let result = server.wait(&id);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let release = PathBuf::from(result["artifacts"]["path"].as_str().unwrap());
+    assert!(release.join("index.html").is_file() && release.starts_with(server.root.path()), "{result}");
+
+    let (_, metrics) = server.call("GET", "/metrics", Some(TOKEN), "", b"");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("workz_builds_total{build_type=\"static_web\",status=\"succeeded\"} 1"), "{metrics}");
+    let (status, history) = server.json("GET", "/build-metrics/historical?hours=1");
+    assert_eq!(status, 200);
+    assert_eq!(history["types"]["static_web"]["counts"]["succeeded"], 1, "{history}");
+    let (_, queue) = server.json("GET", "/api/queue");
+    assert_eq!(queue["running"], 0, "{queue}");
+}
+
+#[test]
+fn hostile_and_oversized_uploads_are_refused_with_their_codes() {
+    let server = Server::start(json!({"server": {"maxUploadBytes": 65536}}));
+    let up = tar(&[("workz.json", "file", "{}"), ("../../evil.sh", "file", "echo owned")]);
+    let (status, body) = server.submit(&up);
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("source_path_invalid")), "{body}");
+    let link = tar(&[("workz.json", "file", "{}"), ("passwd", "symlink", "../../../etc/passwd")]);
+    let (status, body) = server.submit(&link);
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("source_symlink_escape")), "{body}");
+    let absolute = tar(&[("/tmp/workz-serve-escape", "file", "x")]);
+    let (status, body) = server.submit(&absolute);
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("source_path_invalid")), "{body}");
+    assert!(!Path::new("/tmp/workz-serve-escape").exists());
+    let big = tar(&[("workz.json", "file", "{}"), ("big.txt", "file", &"x".repeat(100_000))]);
+    let (status, _) = server.submit(&big);
+    assert_eq!(status, 413);
+    let (status, body) = server.call("POST", "/api/builds", Some(TOKEN), "application/json", b"{}");
+    assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn a_hundred_concurrent_submissions_each_finish_once_and_a_running_one_is_cancelled() {
+    let server = Server::start(json!({}));
+    let slow = site("slow", &["sleep 30"]);
+    let (_, body) = server.submit(&slow);
+    let slow_id = body["build_id"].as_str().unwrap().to_string();
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..100)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    let (status, body) = server.submit(&site(&format!("app{}", i % 10), &[]));
+                    assert_eq!(status, 202, "{body}");
+                    body["build_id"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 100);
+    for id in &ids {
+        assert_eq!(server.wait(id)["status"], "succeeded");
+    }
+    let (status, _) = server.json("DELETE", &format!("/api/builds/{slow_id}"));
+    assert_eq!(status, 202);
+    assert_eq!(server.wait(&slow_id)["status"], "cancelled");
+    let history = std::fs::read_to_string(server.root.path().join("cache/history/builds.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 101, "each build recorded once");
+}
