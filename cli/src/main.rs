@@ -98,6 +98,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Webhook deliveries (notifications.webhooks), oldest first: delivered or given up, with
+    /// their attempts.
+    Notifications {
+        /// Only the ones given up on.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The engine over HTTP: submit (a tar of the app), status, cancel, events (SSE), queue,
     /// historical build metrics, Prometheus metrics. Needs a token (server.token or
     /// WORKZ_API_TOKEN).
@@ -352,6 +361,10 @@ fn run() -> u8 {
             Ok(engine) => farm::cancel(&engine, build_id),
             Err(e) => fail_early(&e, false),
         },
+        Command::Notifications { failed, json } => match open_engine(&cli, None) {
+            Ok(engine) => notifications(&engine, failed, json),
+            Err(e) => fail_early(&e, json),
+        },
         Command::Serve { ref listen } => match open_engine(&cli, None) {
             Ok(engine) => serve::serve(engine, listen.clone()),
             Err(e) => fail_early(&e, false),
@@ -603,6 +616,30 @@ fn print_summary(result: &BuildResult) {
             eprint!("{text}");
         }
     }
+}
+
+fn notifications(engine: &Engine, failed: bool, json: bool) -> u8 {
+    let deliveries = match workz_build::notify::deliveries(&engine.dirs().cache) {
+        Ok(deliveries) => deliveries,
+        Err(e) => return fail_early(&workz_build::Error::Internal(format!("reading the deliveries: {e}")), json),
+    };
+    let shown: Vec<_> = deliveries.into_iter().filter(|d| !failed || !d.delivered).collect();
+    if json {
+        print_json(&shown);
+        return 0;
+    }
+    for d in &shown {
+        let outcome = if d.delivered {
+            "delivered".to_string()
+        } else {
+            format!("FAILED ({})", d.error.as_deref().unwrap_or("?"))
+        };
+        println!("{} {} {} → {}: {outcome} after {} attempt(s)", d.at, d.build_id, d.event, d.url, d.attempts);
+    }
+    if shown.is_empty() {
+        println!("no deliveries{}", if failed { " failed" } else { "" });
+    }
+    0
 }
 
 fn print_explanation(e: &workz_build::Explanation) {

@@ -29,6 +29,7 @@ pub mod farm;
 pub mod files;
 pub mod history;
 pub mod monitor;
+pub mod notify;
 pub mod objects;
 pub mod output;
 pub mod pipeline;

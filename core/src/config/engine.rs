@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::app::AppType;
-use super::{ConfigError, MonitoringConfig, Parsed, QueueConfig, ServerConfig, parse_json};
+use super::{ConfigError, MonitoringConfig, NotificationsConfig, Parsed, QueueConfig, ServerConfig, parse_json};
 use crate::objects::{LocationField, ObjectLocation};
 
 /// The engine's configuration: the document's global build configuration plus our sections.
@@ -24,6 +24,7 @@ pub struct EngineConfig {
     pub queue: QueueConfig,
     pub monitoring: MonitoringConfig,
     pub server: ServerConfig,
+    pub notifications: NotificationsConfig,
 }
 
 impl EngineConfig {
@@ -110,6 +111,7 @@ impl EngineConfig {
         self.queue.validate(file)?;
         self.monitoring.validate(file)?;
         self.server.validate(file)?;
+        self.notifications.validate(file)?;
         let mut names = std::collections::HashSet::new();
         for (i, destination) in self.storage.deploy.iter().enumerate() {
             let at = format!("storage.deploy.{i}");

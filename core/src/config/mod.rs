@@ -151,12 +151,14 @@ pub fn slug(name: &str) -> String {
 mod app;
 mod engine;
 mod monitoring;
+mod notifications;
 mod queue;
 mod server;
 
 pub use app::*;
 pub use engine::*;
 pub use monitoring::*;
+pub use notifications::*;
 pub use queue::*;
 pub use server::*;
 

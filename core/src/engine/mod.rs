@@ -120,6 +120,7 @@ struct Shared {
     root_cancel: CancellationToken,
     farm: tokio::sync::OnceCell<FarmClient>,
     metrics: crate::monitor::BuildMetrics,
+    notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// Cancels the engine's builds when the last [`Engine`] handle is dropped.
@@ -196,6 +197,7 @@ impl EngineSetup {
         };
         let (events, _) = broadcast::channel(1024);
         let root_cancel = CancellationToken::new();
+        let notifier = crate::notify::Notifier::new(&config.notifications, &dirs.cache);
         let shared = Arc::new(Shared {
             services: Services {
                 config: config.clone(),
@@ -214,6 +216,7 @@ impl EngineSetup {
             root_cancel: root_cancel.clone(),
             farm: tokio::sync::OnceCell::new(),
             metrics: Default::default(),
+            notifier,
         });
         Ok(Engine { shared, _owner: Arc::new(Owner(root_cancel)) })
     }
@@ -461,6 +464,9 @@ impl Engine {
         if let Some(cache) = &self.shared.services.cache {
             cache.flush().await;
         }
+        if let Some(notifier) = &self.shared.notifier {
+            notifier.flush().await;
+        }
     }
 
     pub async fn cache_stats(&self) -> Result<CacheStats> {
@@ -602,6 +608,7 @@ async fn remove_dir_retrying(dir: &Path) {
 }
 
 fn finish(shared: &Shared, mut ctx: BuildContext, outcome: Result<()>, elapsed: Duration) -> BuildResult {
+    let fence = ctx.fence.clone();
     let status = match &outcome {
         Ok(()) => BuildStatus::Succeeded,
         Err(Error::Cancelled) => BuildStatus::Cancelled,
@@ -679,5 +686,8 @@ fn finish(shared: &Shared, mut ctx: BuildContext, outcome: Result<()>, elapsed: 
         suggestions: assessment.suggestions,
     };
     shared.metrics.record(&build_type, &result);
+    if let Some(notifier) = &shared.notifier {
+        notifier.build_finished(&result, fence, shared.farm.get().map(|f| f.queue.clone()));
+    }
     result
 }

@@ -185,6 +185,21 @@ impl FarmQueue {
         Ok(led == 1)
     }
 
+    /// Whether this is the first notice of build `id` (its webhooks are sent once, however
+    /// often its job ran).
+    pub async fn first_notice(&self, id: &str) -> Result<bool, FarmError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(&format!("notified:{id}")))
+            .arg("1")
+            .arg("NX")
+            .arg("EX")
+            .arg(self.result_ttl.as_secs().max(1))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("record a notice"))?;
+        Ok(set.is_some())
+    }
+
     /// The worker count `queue.scaleCommand` was last run with.
     pub async fn last_scaled(&self) -> Result<Option<u64>, FarmError> {
         redis::cmd("GET")

@@ -1,0 +1,118 @@
+//! Webhook notifications end to end: `workz-build build` with webhooks configured, a real
+//! receiver (Python's http.server, verifying Standard Webhooks signatures on its own) on a free
+//! loopback port that succeeds, fails three times, refuses for good, or hangs.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The receiver process, stopped when the test ends however it ends.
+struct Receiver(std::process::Child);
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn builds_are_signed_and_retried_to_their_webhooks_without_waiting_for_them() {
+    let root = tempfile::tempdir().unwrap();
+    let log = root.path().join("received.jsonl");
+    let receiver_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/webhook_receiver.py");
+    let mut receiver = Receiver(
+        Command::new("python3").arg(&receiver_script).arg(SECRET).arg(&log).stdout(Stdio::piped()).spawn().unwrap(),
+    );
+    let mut port = String::new();
+    BufReader::new(receiver.0.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    let base = format!("http://127.0.0.1:{}", port.trim());
+    let config = json!({
+        "monitoring": {"thresholds": {"static_web": 1}},
+        "notifications": {"retryFor": 8, "webhooks": [
+            {"url": format!("{base}/ok"), "secret": SECRET},
+            {"url": format!("{base}/flaky"), "secret": SECRET, "events": ["build_completed"]},
+            {"url": format!("{base}/refuse"), "secret": SECRET, "events": ["build_completed"]},
+            {"url": format!("{base}/hang"), "secret": SECRET, "events": ["build_completed"]},
+        ]},
+    });
+    let config_path = root.path().join("engine.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let app = root.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("workz.json"),
+        r#"{"name": "Hooked", "appType": "static", "hooks": {"preBuild": ["sleep 1.1"]}}"#,
+    )
+    .unwrap();
+    std::fs::write(app.join("index.html"), "<!doctype html><h1>hooked</h1>").unwrap();
+    let cli = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_workz-build"));
+        cmd.arg("--config")
+            .arg(&config_path)
+            .env("WORKZ_CACHE_DIR", root.path().join("cache"))
+            .env("WORKZ_ARTIFACTS_DIR", root.path().join("artifacts"))
+            .env_remove("WORKZ_LOG");
+        cmd
+    };
+
+    // The result comes out while the hanging receiver still holds its delivery.
+    let started = Instant::now();
+    let mut build = cli().arg("build").arg(&app).arg("--json").stdout(Stdio::piped()).spawn().unwrap();
+    let mut text = String::new();
+    let mut lines = BufReader::new(build.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        text += &line;
+        if line == "}" {
+            break;
+        }
+    }
+    let printed_after = started.elapsed();
+    let result: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(result["status"], "succeeded", "{result}");
+    assert!(printed_after < Duration::from_secs(6), "the result waited for a receiver: {printed_after:?}");
+    build.wait().unwrap();
+    drop(receiver);
+    let id = result["build_id"].as_str().unwrap();
+
+    let received: Vec<Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(received.iter().all(|r| r["valid"] == true), "every request is signed: {received:?}");
+    let at = |path: &str| received.iter().filter(|r| r["path"] == path).collect::<Vec<_>>();
+    // Both events to the receiver that asked for all, once each, with ids to dedupe on.
+    let ok: Vec<(String, String)> =
+        at("/ok").iter().map(|r| (r["type"].as_str().unwrap().into(), r["id"].as_str().unwrap().into())).collect();
+    assert!(ok.contains(&("build_completed".into(), id.to_string())), "{ok:?}");
+    assert!(ok.contains(&("build_slow".into(), format!("{id}-build_slow"))), "{ok:?}");
+    assert_eq!(ok.len(), 2, "{ok:?}");
+    // Failed three times, then delivered: the same message each time.
+    let flaky = at("/flaky");
+    assert_eq!(flaky.len(), 4, "{flaky:?}");
+    assert!(flaky.iter().all(|r| r["id"] == id && r["type"] == "build_completed" && r["status"] == "succeeded"));
+
+    let deliveries: Vec<Value> =
+        serde_json::from_slice(&cli().args(["notifications", "--json"]).output().unwrap().stdout).unwrap();
+    let flaky = deliveries.iter().find(|d| d["url"].as_str().unwrap().ends_with("/flaky")).unwrap();
+    assert_eq!((flaky["delivered"].as_bool(), flaky["attempts"].as_u64()), (Some(true), Some(4)), "{deliveries:?}");
+    let failed: Vec<Value> =
+        serde_json::from_slice(&cli().args(["notifications", "--failed", "--json"]).output().unwrap().stdout).unwrap();
+    assert_eq!(failed.len(), 1, "the refusing receiver, given up after retryFor: {failed:?}");
+    assert!(failed[0]["url"].as_str().unwrap().ends_with("/refuse") && failed[0]["status"] == 500, "{failed:?}");
+    assert!(failed[0]["attempts"].as_u64().unwrap() >= 3, "{failed:?}");
+
+    // A bad webhook config is refused at start, naming the path.
+    std::fs::write(
+        &config_path,
+        json!({"notifications": {"webhooks": [{"url": "ftp://x", "secret": SECRET}]}}).to_string(),
+    )
+    .unwrap();
+    let out = cli().arg("build").arg(&app).arg("--json").output().unwrap();
+    let error: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["error"]["code"], "config_invalid");
+    assert!(error["error"]["message"].as_str().unwrap().contains("notifications.webhooks.0.url"), "{error}");
+}
