@@ -10,6 +10,16 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// Start the receiver, logging to `log`: the process and its base URL.
+fn start_receiver(log: &std::path::Path) -> (Receiver, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/webhook_receiver.py");
+    let mut receiver =
+        Receiver(Command::new("python3").arg(&script).arg(SECRET).arg(log).stdout(Stdio::piped()).spawn().unwrap());
+    let mut port = String::new();
+    BufReader::new(receiver.0.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    (receiver, format!("http://127.0.0.1:{}", port.trim()))
+}
+
 /// The receiver process, stopped when the test ends however it ends.
 struct Receiver(std::process::Child);
 
@@ -24,13 +34,7 @@ impl Drop for Receiver {
 fn builds_are_signed_and_retried_to_their_webhooks_without_waiting_for_them() {
     let root = tempfile::tempdir().unwrap();
     let log = root.path().join("received.jsonl");
-    let receiver_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/webhook_receiver.py");
-    let mut receiver = Receiver(
-        Command::new("python3").arg(&receiver_script).arg(SECRET).arg(&log).stdout(Stdio::piped()).spawn().unwrap(),
-    );
-    let mut port = String::new();
-    BufReader::new(receiver.0.stdout.take().unwrap()).read_line(&mut port).unwrap();
-    let base = format!("http://127.0.0.1:{}", port.trim());
+    let (receiver, base) = start_receiver(&log);
     let config = json!({
         "monitoring": {"thresholds": {"static_web": 1}},
         "notifications": {"retryFor": 8, "webhooks": [
@@ -101,9 +105,12 @@ fn builds_are_signed_and_retried_to_their_webhooks_without_waiting_for_them() {
     assert_eq!((flaky["delivered"].as_bool(), flaky["attempts"].as_u64()), (Some(true), Some(4)), "{deliveries:?}");
     let failed: Vec<Value> =
         serde_json::from_slice(&cli().args(["notifications", "--failed", "--json"]).output().unwrap().stdout).unwrap();
-    assert_eq!(failed.len(), 1, "the refusing receiver, given up after retryFor: {failed:?}");
-    assert!(failed[0]["url"].as_str().unwrap().ends_with("/refuse") && failed[0]["status"] == 500, "{failed:?}");
-    assert!(failed[0]["attempts"].as_u64().unwrap() >= 3, "{failed:?}");
+    assert!(failed.iter().all(|d| d["delivered"] == false), "{failed:?}");
+    // The refusing receiver, given up after retryFor (the hanging one too, if its 10 s request
+    // timed out before the process stopped waiting).
+    let refused = failed.iter().find(|d| d["url"].as_str().unwrap().ends_with("/refuse")).expect("recorded");
+    assert!(refused["status"] == 500 && refused["attempts"].as_u64().unwrap() >= 3, "{failed:?}");
+    assert!(failed.iter().all(|d| ["/refuse", "/hang"].iter().any(|p| d["url"].as_str().unwrap().ends_with(p))));
 
     // A bad webhook config is refused at start, naming the path.
     std::fs::write(
@@ -115,4 +122,53 @@ fn builds_are_signed_and_retried_to_their_webhooks_without_waiting_for_them() {
     let error: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(error["error"]["code"], "config_invalid");
     assert!(error["error"]["message"].as_str().unwrap().contains("notifications.webhooks.0.url"), "{error}");
+}
+
+#[test]
+fn a_failure_rate_past_its_threshold_is_alerted_once_across_processes() {
+    let root = tempfile::tempdir().unwrap();
+    let log = root.path().join("received.jsonl");
+    let (receiver, base) = start_receiver(&log);
+    let config = json!({
+        "monitoring": {"alerts": {"failureRate": 10, "window": 5}},
+        "notifications": {"webhooks": [{"url": format!("{base}/ok"), "secret": SECRET, "events": ["alert"]}]},
+    });
+    let config_path = root.path().join("engine.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let app = |name: &str, hook: &str| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = json!({"name": name, "appType": "static", "hooks": {"preBuild": [hook]}});
+        std::fs::write(dir.join("workz.json"), config.to_string()).unwrap();
+        std::fs::write(dir.join("index.html"), format!("<h1>{name}</h1>")).unwrap();
+        dir
+    };
+    let (good, bad) = (app("good", "true"), app("bad", "false"));
+    let mut ids = Vec::new();
+    // Four good builds, a failed one (20 % of the last five), a good one: each its own process.
+    for dir in [&good, &good, &good, &good, &bad, &good] {
+        let out = Command::new(env!("CARGO_BIN_EXE_workz-build"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["build", "--force", "--json"])
+            .arg(dir)
+            .env("WORKZ_CACHE_DIR", root.path().join("cache"))
+            .env("WORKZ_ARTIFACTS_DIR", root.path().join("artifacts"))
+            .env_remove("WORKZ_LOG")
+            .output()
+            .unwrap();
+        ids.push(serde_json::from_slice::<Value>(&out.stdout).unwrap()["build_id"].as_str().unwrap().to_string());
+    }
+    drop(receiver);
+    let received: Vec<Value> =
+        std::fs::read_to_string(&log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(received.len(), 1, "one alert for one crossing: {received:?}");
+    assert_eq!(received[0]["type"], "alert");
+    assert_eq!(received[0]["id"], format!("{}-alert-failure_rate", ids[4]));
+    assert_eq!(received[0]["valid"], true);
+    let alert = &received[0]["data"];
+    assert_eq!(
+        (alert["alert"].as_str(), alert["value"].as_f64(), alert["window"].as_u64()),
+        (Some("failure_rate"), Some(20.0), Some(5))
+    );
 }

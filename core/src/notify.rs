@@ -81,19 +81,35 @@ impl Notifier {
         }))
     }
 
-    /// Send a finished build to the webhooks that asked for its events, in the background.
-    /// `fence`: send only while it holds (a farm job's lease); `farm`: once per build id.
+    /// The alerts the build just recorded in `history` set off, when a webhook asked for
+    /// `alert` (the history is read only then).
+    pub fn alerts(&self, history: &crate::history::BuildHistory, config: &crate::config::AlertsConfig) -> Vec<Alert> {
+        if !self.hooks.iter().any(|h| h.events.iter().any(|e| e == "alert")) {
+            return Vec::new();
+        }
+        alerts_set_off(&history.recent(config.window as usize + 1).unwrap_or_default(), config)
+    }
+
+    /// Send a finished build to the webhooks that asked for its events, in the background,
+    /// with the alerts it set off (see [`alerts_set_off`]). `fence`: send only while it holds
+    /// (a farm job's lease); `farm`: once per build id.
     pub fn build_finished(
         self: &Arc<Self>,
         result: &BuildResult,
+        alerts: Vec<Alert>,
         fence: Option<Arc<dyn Fence>>,
         farm: Option<FarmQueue>,
     ) {
-        let mut events = vec!["build_completed"];
+        let mut events = vec!["build_completed".to_string()];
         if result.warnings.iter().any(|w| w.code == "build_slow") {
-            events.push("build_slow");
+            events.push("build_slow".to_string());
         }
+        events.extend(alerts.iter().map(|a| format!("alert:{}", a.alert)));
         let payload = |event: &str| {
+            if let Some(kind) = event.strip_prefix("alert:") {
+                let alert = alerts.iter().find(|a| a.alert == kind);
+                return serde_json::json!({"type": "alert", "timestamp": crate::cache::unix_now(), "data": alert});
+            }
             serde_json::json!({
                 "type": event,
                 "timestamp": crate::cache::unix_now(),
@@ -116,15 +132,16 @@ impl Notifier {
         let sends: Vec<(WebhookConfig, String, String, Vec<u8>)> = events
             .iter()
             .flat_map(|event| {
-                let id = match *event {
+                let id = match &event[..] {
                     "build_completed" => result.build_id.clone(),
-                    other => format!("{}-{other}", result.build_id),
+                    other => format!("{}-{}", result.build_id, other.replace(':', "-")),
                 };
+                let kind = if event.starts_with("alert:") { "alert" } else { &event[..] };
                 let body = serde_json::to_vec(&payload(event)).unwrap_or_default();
                 self.hooks
                     .iter()
-                    .filter(|h| h.events.iter().any(|e| e == event))
-                    .map(move |h| (h.clone(), event.to_string(), id.clone(), body.clone()))
+                    .filter(|h| h.events.iter().any(|e| e == kind))
+                    .map(move |h| (h.clone(), kind.to_string(), id.clone(), body.clone()))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -205,6 +222,54 @@ impl Notifier {
         let _ = tokio::time::timeout(FLUSH_LIMIT, self.tracker.wait()).await;
         self.tracker.reopen();
     }
+}
+
+/// One of the document's alerts, set off by a build.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// `failure_rate` (percent of failed or timed-out builds) or `average_duration` (seconds).
+    pub alert: String,
+    pub value: f64,
+    pub threshold: u64,
+    /// Over how many of the latest builds.
+    pub window: usize,
+    /// The build that passed the threshold.
+    pub build_id: String,
+}
+
+/// The alerts the newest build of `history` (newest last) set off: a rate over the latest
+/// `alerts.window` builds that is past its threshold now and was not before this build (so an
+/// alert is sent once per crossing, whichever process ran the builds).
+pub fn alerts_set_off(history: &[crate::history::BuildRecord], alerts: &crate::config::AlertsConfig) -> Vec<Alert> {
+    use crate::result::BuildStatus;
+    let window = alerts.window as usize;
+    let Some(newest) = history.last() else { return Vec::new() };
+    let now = &history[history.len().saturating_sub(window)..];
+    let before = &history[history.len().saturating_sub(window + 1)..history.len() - 1];
+    let failure = |records: &[crate::history::BuildRecord]| {
+        let failed = records.iter().filter(|r| matches!(r.status, BuildStatus::Failed | BuildStatus::TimedOut)).count();
+        100.0 * failed as f64 / records.len().max(1) as f64
+    };
+    let average = |records: &[crate::history::BuildRecord]| {
+        records.iter().map(|r| r.duration).sum::<f64>() / records.len().max(1) as f64
+    };
+    type Rate = fn(&[crate::history::BuildRecord]) -> f64;
+    let rates: [(&str, Rate, u64); 2] =
+        [("failure_rate", failure, alerts.failure_rate), ("average_duration", average, alerts.average_duration)];
+    let enough = |records: &[crate::history::BuildRecord]| records.len() >= 5;
+    rates
+        .into_iter()
+        .filter(|(_, rate, threshold)| {
+            enough(now) && rate(now) > *threshold as f64 && !(enough(before) && rate(before) > *threshold as f64)
+        })
+        .map(|(alert, rate, threshold)| Alert {
+            alert: alert.to_string(),
+            value: (rate(now) * 10.0).round() / 10.0,
+            threshold,
+            window: now.len(),
+            build_id: newest.build_id.clone(),
+        })
+        .collect()
 }
 
 /// A number in 0..1 that varies with the message and the attempt.

@@ -23,8 +23,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             calls[self.path] = calls.get(self.path, 0) + 1
             n = calls[self.path]
             with open(log, "a") as f:
-                f.write(json.dumps({"path": self.path, "id": msg_id, "type": json.loads(body)["type"], "valid": valid,
-                                    "status": json.loads(body)["data"]["status"]}) + "\n")
+                data = json.loads(body)
+                f.write(json.dumps({"path": self.path, "id": msg_id, "type": data["type"], "valid": valid,
+                                    "status": data["data"].get("status"), "data": data["data"]}) + "\n")
         if self.path == "/hang":
             time.sleep(60)
         code = 204

@@ -18,6 +18,26 @@ pub struct MonitoringConfig {
     pub default_threshold: u64,
     /// Percent of a build's time past which a stage gets suggestions.
     pub stage_share: u64,
+    /// The document's alerts (sent to webhooks that ask for `alert`).
+    pub alerts: AlertsConfig,
+}
+
+/// When the document's alerts fire, over the latest `window` builds of the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AlertsConfig {
+    /// Percent of failed builds.
+    pub failure_rate: u64,
+    /// Seconds of the average build.
+    pub average_duration: u64,
+    /// How many of the latest builds the rates are taken over (at least 5 must exist).
+    pub window: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig { failure_rate: 10, average_duration: 300, window: 20 }
+    }
 }
 
 impl Default for MonitoringConfig {
@@ -29,6 +49,7 @@ impl Default for MonitoringConfig {
                 .collect(),
             default_threshold: 300,
             stage_share: 40,
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -59,6 +80,21 @@ impl MonitoringConfig {
                 file,
                 "monitoring.stageShare",
                 format!("expected a percentage from 1 to 100, found {}", self.stage_share),
+            ));
+        }
+        if !(1..=100).contains(&self.alerts.failure_rate) {
+            return Err(ConfigError::invalid(
+                file,
+                "monitoring.alerts.failureRate",
+                format!("expected a percentage from 1 to 100, found {}", self.alerts.failure_rate),
+            ));
+        }
+        range("monitoring.alerts.averageDuration".into(), self.alerts.average_duration)?;
+        if !(5..=10_000).contains(&self.alerts.window) {
+            return Err(ConfigError::invalid(
+                file,
+                "monitoring.alerts.window",
+                format!("expected 5 to 10000 builds, found {}", self.alerts.window),
             ));
         }
         Ok(())

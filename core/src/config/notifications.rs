@@ -21,7 +21,7 @@ pub struct WebhookConfig {
     pub url: String,
     /// The signing secret (Standard Webhooks: `whsec_<base64>`, or any text).
     pub secret: String,
-    /// `build_completed`, `build_slow`; all of them when absent.
+    /// `build_completed`, `build_slow`, `alert`; all of them when absent.
     #[serde(default = "all_events")]
     pub events: Vec<String>,
 }
@@ -31,7 +31,7 @@ fn all_events() -> Vec<String> {
 }
 
 /// The events a webhook can ask for.
-pub const EVENTS: [&str; 2] = ["build_completed", "build_slow"];
+pub const EVENTS: [&str; 3] = ["build_completed", "build_slow", "alert"];
 
 // The secret never reaches a log through `{:?}`.
 impl std::fmt::Debug for WebhookConfig {

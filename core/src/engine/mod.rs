@@ -687,7 +687,8 @@ fn finish(shared: &Shared, mut ctx: BuildContext, outcome: Result<()>, elapsed: 
     };
     shared.metrics.record(&build_type, &result);
     if let Some(notifier) = &shared.notifier {
-        notifier.build_finished(&result, fence, shared.farm.get().map(|f| f.queue.clone()));
+        let alerts = notifier.alerts(&shared.history, &shared.services.config.monitoring.alerts);
+        notifier.build_finished(&result, alerts, fence, shared.farm.get().map(|f| f.queue.clone()));
     }
     result
 }
