@@ -39,6 +39,8 @@ run() {  # $1 = workers, $2 = slots each; prints seconds
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
   local redis=$!
+  # Stopped however the run ends (a failed check exits the subshell).
+  trap 'kill $redis 2>/dev/null || true' EXIT
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
   echo "{\"queue\": {\"redis\": {\"url\": \"redis://127.0.0.1:$port/0\"}}, \"cache\": {\"remote\": {\"url\": \"file://$dir/shared\"}}}" > "$dir/engine.json"
   python3 - "$WORKZ" "$dir" "$BASE/apps" "$workers" "$slots" <<'PY'

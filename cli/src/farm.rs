@@ -71,6 +71,16 @@ pub fn cancel(engine: &Engine, build_id: &str) -> u8 {
     }
 }
 
+/// Cancel `stop` on SIGTERM or Ctrl-C (a long-running command's way to drain and stop).
+pub async fn cancel_on_signal(stop: workz_build::CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+    stop.cancel();
+}
+
 pub fn worker(engine: &Engine, concurrency: Option<usize>, name: Option<String>) -> u8 {
     let name = name.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -81,15 +91,7 @@ pub fn worker(engine: &Engine, concurrency: Option<usize>, name: Option<String>)
     let stop = workz_build::CancellationToken::new();
     eprintln!("worker {name}: taking up to {concurrency} build(s) at once (SIGTERM or Ctrl-C drains and stops)");
     let outcome = block_on(async {
-        let signals = stop.clone();
-        tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-            signals.cancel();
-        });
+        tokio::spawn(cancel_on_signal(stop.clone()));
         workz_build::worker::run_worker(engine.clone(), options, stop).await
     });
     match outcome {

@@ -303,15 +303,7 @@ pub fn serve(engine: Engine, listen: Option<String>) -> u8 {
         // Tools that start the service read where it listens from this line.
         println!("listening on http://{address}");
         let stop = CancellationToken::new();
-        let signal = stop.clone();
-        tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-            signal.cancel();
-        });
+        tokio::spawn(crate::farm::cancel_on_signal(stop.clone()));
         let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
         engine.flush().await;
         match served {

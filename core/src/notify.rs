@@ -71,7 +71,13 @@ impl Notifier {
         if config.webhooks.is_empty() {
             return None;
         }
-        let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().ok()?;
+        let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!("webhooks disabled: no HTTP client ({e})");
+                return None;
+            }
+        };
         Some(Arc::new(Notifier {
             hooks: config.webhooks.clone(),
             retry_for: Duration::from_secs(config.retry_for),

@@ -6,39 +6,11 @@
 // usage: php -d ffi.enable=1 build_test.php HEADER LIBRARY SCRATCH_DIR APP_DIR
 
 [$_, $header, $library, $scratch, $app] = $argv;
-$failures = 0;
-function check(bool $ok, string $what): void {
-    global $failures;
-    if (!$ok) {
-        fwrite(STDERR, "FAIL: $what\n");
-        $failures++;
-    }
-}
+require __DIR__ . '/support.php';
 
 $ffi = FFI::cdef(file_get_contents($header), $library);
 check($ffi->wz_abi_version() === 1, "ABI version");
 check(preg_match('/^\d+\.\d+\.\d+/', $ffi->wz_version()) === 1, "version string");
-
-/** Take an error object: null on success, else [code, family, message, hint] (and free it). */
-function take_error(FFI $ffi, $err): ?array {
-    if ($err === null) {
-        return null;
-    }
-    $out = [$ffi->wz_error_code($err), $ffi->wz_error_family($err), $ffi->wz_error_message($err),
-            $ffi->wz_error_hint($err)];
-    $ffi->wz_error_free(FFI::addr($err));
-    return $out;
-}
-
-/** Take an owned string out-parameter and free it. */
-function take_string(FFI $ffi, $ptr): ?string {
-    if (FFI::isNull($ptr)) {
-        return null;
-    }
-    $text = FFI::string($ptr);
-    $ffi->wz_string_free(FFI::addr($ptr));
-    return $text;
-}
 
 $config = json_encode(["cache" => ["dir" => "$scratch/cache"], "storage" => ["artifactsDir" => "$scratch/artifacts"]]);
 $engine = $ffi->new("wz_engine *");

@@ -7,33 +7,9 @@
 // usage: php -d ffi.enable=1 farm_test.php HEADER LIBRARY ENGINE_CONFIG_JSON APP_DIR SLOW_APP_DIR
 
 [$_, $header, $library, $config, $app, $slowApp] = $argv;
-$failures = 0;
-function check(bool $ok, string $what): void {
-    global $failures;
-    if (!$ok) {
-        fwrite(STDERR, "FAIL: $what\n");
-        $failures++;
-    }
-}
+require __DIR__ . '/support.php';
 
 $ffi = FFI::cdef(file_get_contents($header), $library);
-function take_error(FFI $ffi, $err): ?array {
-    if ($err === null) {
-        return null;
-    }
-    $out = [$ffi->wz_error_code($err), $ffi->wz_error_message($err)];
-    $ffi->wz_error_free(FFI::addr($err));
-    return $out;
-}
-function take_string(FFI $ffi, $ptr): ?string {
-    if (FFI::isNull($ptr)) {
-        return null;
-    }
-    $text = FFI::string($ptr);
-    $ffi->wz_string_free(FFI::addr($ptr));
-    return $text;
-}
-
 $engine = $ffi->new("wz_engine *");
 check(take_error($ffi, $ffi->wz_engine_new(file_get_contents($config), FFI::addr($engine))) === null, "farm engine created");
 
