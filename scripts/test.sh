@@ -37,6 +37,14 @@ if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
   "$MOTO_VENV/bin/pip" install -q 'moto[server]>=5.1,<6'
 fi
 export WORKZ_TEST_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
+# playwright-core drives Debian's chromium through the dashboard test (tests/dashboard.rs);
+# the package alone, no browser download, outside the checkout.
+PLAYWRIGHT_DIR="${WORKZ_PLAYWRIGHT_DIR:-$HOME/.cache/workz-build/playwright}"
+if [ ! -f "$PLAYWRIGHT_DIR/node_modules/playwright-core/package.json" ]; then
+  mkdir -p "$PLAYWRIGHT_DIR"
+  npm install --prefix "$PLAYWRIGHT_DIR" --no-audit --no-fund --silent playwright-core@1.65.1
+fi
+export WORKZ_TEST_PLAYWRIGHT="$PLAYWRIGHT_DIR/node_modules/playwright-core"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

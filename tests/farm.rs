@@ -3,6 +3,8 @@
 
 #[path = "support/redis.rs"]
 mod redis_server;
+#[path = "support/websocket.rs"]
+mod websocket;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -751,4 +753,63 @@ fn sixty_builds_from_three_clients_on_three_workers_each_finish_once() {
     assert!(ran_on.len() >= 2, "the work was shared: {ran_on:?}");
     let figures = farm_status(&farm);
     assert_eq!((figures["running"].as_u64(), figures["deadLettered"].as_u64()), (Some(0), Some(0)), "{figures}");
+}
+
+#[test]
+fn a_dashboard_on_the_farm_hears_of_the_builds_every_worker_finishes() {
+    const TOKEN: &str = "farm-dashboard-token-0123456789";
+    let mut farm = Farm::start(json!({}));
+    farm.worker("w1");
+    farm.worker("w2");
+    let mut serve = farm
+        .command("dash")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("WORKZ_API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stdout.take().unwrap()), &mut line).unwrap();
+    let address = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line}")).to_string();
+
+    let refused = websocket::WebSocket::connect(&address, "/ws?token=wrong-token-0123456789").err();
+    assert!(refused.as_deref().is_some_and(|s| s.contains(" 401 ")), "{refused:?}");
+    let mut feed = websocket::WebSocket::connect(&address, &format!("/ws?token={TOKEN}")).unwrap();
+    let hello = feed.until("hello", |_| true);
+    assert_eq!(hello["alerts"]["queueLength"], 10, "{hello}");
+    feed.until("worker_status", |m| m["workers"].as_array().is_some_and(|w| w.len() == 2));
+
+    // Two clients' builds, run by whichever workers take them: the dashboard hears of both.
+    let clients: Vec<_> = ["north", "south"]
+        .iter()
+        .map(|name| {
+            let site = app(farm.root.path(), name, &[]);
+            farm.command(name).arg("submit").arg(&site).args(["--json"]).output().unwrap()
+        })
+        .collect();
+    let mut ids: Vec<String> = clients.iter().map(|o| json_of(o)["build_id"].as_str().unwrap().to_string()).collect();
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let done = feed.until("build_completed", |_| true);
+        assert_eq!((done["status"].as_str(), done["build_type"].as_str()), (Some("succeeded"), Some("static_web")));
+        heard.push(done["build_id"].as_str().unwrap().to_string());
+    }
+    ids.sort();
+    heard.sort();
+    assert_eq!(heard, ids);
+    feed.until("queue_status", |m| m["pending"] == 0 && m["building"] == 0 && m["completed"] == 2);
+
+    // The historical API of a farm's service counts every worker's builds.
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    let request = format!(
+        "GET /build-metrics/historical?hours=1 HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["types"]["static_web"]["counts"]["succeeded"], 2, "{body}");
+    let _ = serve.kill();
+    let _ = serve.wait();
 }

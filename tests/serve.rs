@@ -141,6 +141,7 @@ fn every_route_needs_the_token() {
         ("GET", "/api/queue"),
         ("GET", "/build-metrics/historical"),
         ("GET", "/metrics"),
+        ("GET", "/ws"),
     ];
     for (method, path) in routes {
         for token in [None, Some("wrong-token-0123456789abcdef"), Some("")] {
@@ -150,6 +151,42 @@ fn every_route_needs_the_token() {
     }
     let (status, body) = server.json("GET", "/api/builds/bnope");
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("build_not_found")));
+    // `?token=` is for the dashboard's socket (a browser cannot set its headers), not the API.
+    let (status, _) = server.call("GET", &format!("/api/queue?token={TOKEN}"), None, "", b"");
+    assert_eq!(status, 401);
+    let (status, _) = server.call("GET", "/ws?token=wrong-token-0123456789abcdef", None, "", b"");
+    assert_eq!(status, 401);
+    // The dashboard's page and scripts are public: they hold no data and no secret.
+    for path in ["/", "/assets/dashboard.js", "/assets/chart.umd.js"] {
+        let (status, body) = server.call("GET", path, None, "", b"");
+        assert_eq!(status, 200, "{path}");
+        assert!(!String::from_utf8_lossy(&body).contains(TOKEN));
+    }
+}
+
+#[test]
+fn cross_origin_calls_are_refused_unless_the_origin_is_configured() {
+    let preflight = |server: &Server, origin: &str| {
+        let mut stream = TcpStream::connect(&server.address).unwrap();
+        let request = format!(
+            "OPTIONS /api/queue HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: GET\r\n\
+             Access-Control-Request-Headers: authorization\r\nConnection: close\r\n\r\n",
+            server.address
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.to_ascii_lowercase()
+    };
+    let closed = Server::start(json!({}));
+    let answer = preflight(&closed, "https://admin.example.com");
+    assert!(!answer.contains("access-control-allow-origin"), "{answer}");
+    let open = Server::start(json!({"server": {"corsOrigins": ["https://admin.example.com"]}}));
+    let answer = preflight(&open, "https://admin.example.com");
+    assert!(answer.contains("access-control-allow-origin: https://admin.example.com"), "{answer}");
+    assert!(answer.contains("authorization"), "{answer}");
+    let answer = preflight(&open, "https://evil.example.net");
+    assert!(!answer.contains("access-control-allow-origin"), "{answer}");
 }
 
 #[test]

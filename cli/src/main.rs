@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod dashboard;
 mod farm;
 mod serve;
 use indicatif::{ProgressBar, ProgressStyle};

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -21,8 +22,11 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use workz_build::events::EventRecord;
+use workz_build::history::{Historical, HistoricalBuild};
 use workz_build::source::{SourceSpec, files_from_tar};
 use workz_build::{BuildRequest, BuildResult, Engine, ErrorCode};
+
+use crate::dashboard::{self, Hub};
 
 /// Builds the service keeps (events and result) for clients to read; older ones are dropped.
 const KEPT_BUILDS: usize = 10_000;
@@ -42,6 +46,9 @@ struct Service {
     token: String,
     metrics_open: bool,
     builds: Mutex<Kept>,
+    hub: Arc<Hub>,
+    /// Cancelled when the service stops: dashboards' sockets close then.
+    stop: CancellationToken,
 }
 
 /// The builds kept, by id, and their ids oldest first.
@@ -53,14 +60,28 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, axum::Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
 }
 
+/// Paths anyone may read: the dashboard's page and scripts, which hold no data.
+const PUBLIC: [&str; 3] = ["/", "/assets/dashboard.js", "/assets/chart.umd.js"];
+
 async fn authorize(State(service): State<Shared>, request: axum::extract::Request, next: Next) -> Response {
-    let open = service.metrics_open && request.uri().path() == "/metrics";
-    let given = request
+    let path = request.uri().path();
+    let open = PUBLIC.contains(&path) || (service.metrics_open && path == "/metrics");
+    let header_token = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // A browser cannot set headers on a WebSocket: `/ws` also takes `?token=`.
+    let given = match header_token {
+        Some(token) => token.to_string(),
+        None if path == "/ws" => {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(request.uri().query().unwrap_or(""))
+                .ok()
+                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v))
+                .unwrap_or_default()
+        }
+        None => String::new(),
+    };
     if open || bool::from(given.as_bytes().ct_eq(service.token.as_bytes())) {
         next.run(request).await
     } else {
@@ -125,13 +146,21 @@ async fn submit(
             }
         }
     }
+    let (hub, on_farm) = (service.hub.clone(), service.engine.config().queue.redis.is_some());
     tokio::spawn(async move {
         let mut handle = handle;
         while let Some(record) = handle.next_event().await {
+            hub.event(&record);
             served.events.lock().unwrap_or_else(|p| p.into_inner()).push(record);
             served.changed.send_modify(|n| *n += 1);
         }
-        let _ = served.result.set(Arc::new(handle.result().await));
+        let result = handle.result().await;
+        // On a farm the dashboards hear of it from the farm's `finished` stream, as of
+        // every other build there.
+        if !on_farm {
+            hub.completed(&HistoricalBuild::of_result(&result));
+        }
+        let _ = served.result.set(Arc::new(result));
         served.changed.send_modify(|n| *n += 1);
     });
     (StatusCode::ACCEPTED, axum::Json(json!({"build_id": build_id}))).into_response()
@@ -245,16 +274,42 @@ struct Window {
 
 /// `GET /build-metrics/historical?hours=N`: per build type, the builds of the window (their
 /// durations and outcomes, oldest first) and counts by status, from the build history.
+/// On a farm, the builds of every worker (its `finished` stream); else this engine's history.
 async fn historical(State(service): State<Shared>, Query(window): Query<Window>) -> Response {
-    match service.engine.history().historical(window.hours.unwrap_or(24)) {
-        Ok(history) => axum::Json(history).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    let hours = window.hours.unwrap_or(24);
+    match finished_builds(&service.engine, hours).await {
+        Ok(builds) => axum::Json(Historical::of_builds(hours, builds)).into_response(),
+        Err((code, message)) => error(StatusCode::SERVICE_UNAVAILABLE, code, message),
     }
 }
 
+/// The builds that finished in the last `hours`, oldest first.
+async fn finished_builds(engine: &Engine, hours: u64) -> Result<Vec<HistoricalBuild>, (&'static str, String)> {
+    if engine.config().queue.redis.is_some() {
+        let since = Historical::of_builds(hours, []).since;
+        let farm = engine.farm().await.map_err(|e| (e.code(), e.to_string()))?;
+        farm.queue.finished_since(since).await.map_err(|e| (e.code(), e.to_string()))
+    } else {
+        let history = engine.history().historical(hours).map_err(|e| ("internal", e.to_string()))?;
+        let mut builds: Vec<HistoricalBuild> = history.types.into_values().flat_map(|t| t.builds).collect();
+        builds.sort_by_key(|b| b.finished_at);
+        Ok(builds)
+    }
+}
+
+/// `GET /ws`: the dashboard's live feed.
+async fn socket(State(service): State<Shared>, upgrade: WebSocketUpgrade) -> Response {
+    let (hub, stop) = (service.hub.clone(), service.stop.clone());
+    upgrade.on_upgrade(move |socket| hub.serve_socket(socket, stop))
+}
+
 /// The service's routes over `engine`.
-fn router(service: Shared, max_upload: usize) -> Router {
-    Router::new()
+fn router(service: Shared, max_upload: usize, cors: &[String]) -> Router {
+    let router = Router::new()
+        .route("/", get(dashboard::page))
+        .route("/assets/dashboard.js", get(dashboard::script))
+        .route("/assets/chart.umd.js", get(dashboard::chart_js))
+        .route("/ws", get(socket))
         .route("/api/builds", axum::routing::post(submit))
         .route("/api/builds/{id}", get(status).delete(cancel))
         .route("/api/builds/{id}/events", get(events))
@@ -263,7 +318,18 @@ fn router(service: Shared, max_upload: usize) -> Router {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(middleware::from_fn_with_state(service.clone(), authorize))
-        .with_state(service)
+        .with_state(service);
+    if cors.is_empty() {
+        return router;
+    }
+    // Outside the token check: a browser's preflight carries no token.
+    let origins: Vec<header::HeaderValue> = cors.iter().filter_map(|o| o.parse().ok()).collect();
+    router.layer(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST, axum::http::Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+    )
 }
 
 /// Serve `engine` on `listen` until SIGINT/SIGTERM. Exit code as for the other commands.
@@ -277,13 +343,6 @@ pub fn serve(engine: Engine, listen: Option<String>) -> u8 {
         return crate::EXIT_USAGE;
     };
     let listen = listen.unwrap_or(config.listen.clone());
-    let service = Arc::new(Service {
-        engine: engine.clone(),
-        token,
-        metrics_open: config.metrics_open,
-        builds: Mutex::new((BTreeMap::new(), VecDeque::new())),
-    });
-    let app = router(service, config.max_upload_bytes as usize);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -299,10 +358,23 @@ pub fn serve(engine: Engine, listen: Option<String>) -> u8 {
                 return crate::EXIT_USAGE;
             }
         };
+        let stop = CancellationToken::new();
+        // The "Completed" bar starts from the day's builds; a farm out of reach starts it at 0.
+        let day = finished_builds(&engine, 24).await.unwrap_or_default();
+        let hub = Arc::new(Hub::new(engine.config().monitoring.alerts.clone(), day));
+        hub.clone().run(engine.clone(), stop.clone());
+        let service = Arc::new(Service {
+            engine: engine.clone(),
+            token,
+            metrics_open: config.metrics_open,
+            builds: Mutex::new((BTreeMap::new(), VecDeque::new())),
+            hub,
+            stop: stop.clone(),
+        });
+        let app = router(service, config.max_upload_bytes as usize, &config.cors_origins);
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
         // Tools that start the service read where it listens from this line.
         println!("listening on http://{address}");
-        let stop = CancellationToken::new();
         tokio::spawn(crate::farm::cancel_on_signal(stop.clone()));
         let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
         engine.flush().await;

@@ -56,14 +56,69 @@ pub struct TypeHistory {
     pub counts: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A finished build in brief: an entry of the historical API, and the dashboard's
+/// `build_completed` message (the farm keeps these on its `finished` stream).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoricalBuild {
     pub build_id: String,
     pub app: Option<String>,
+    #[serde(default)]
+    pub app_type: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
     pub finished_at: u64,
     pub duration: f64,
     pub status: BuildStatus,
     pub cache_hit: bool,
+}
+
+impl HistoricalBuild {
+    /// `appType_target`, the document's build type.
+    pub fn build_type(&self) -> String {
+        format!("{}_{}", self.app_type.as_deref().unwrap_or("unknown"), self.target.as_deref().unwrap_or("unknown"))
+    }
+
+    /// The brief of a result that just ended.
+    pub fn of_result(result: &crate::result::BuildResult) -> HistoricalBuild {
+        HistoricalBuild {
+            build_id: result.build_id.clone(),
+            app: result.app.as_ref().map(|a| crate::config::slug(&a.name)),
+            app_type: result.app.as_ref().map(|a| a.app_type.clone()).filter(|t| !t.is_empty()),
+            target: result.target.clone(),
+            finished_at: crate::cache::unix_now(),
+            duration: result.duration,
+            status: result.status,
+            cache_hit: result.cache.hit,
+        }
+    }
+
+    fn of_record(record: BuildRecord) -> HistoricalBuild {
+        HistoricalBuild {
+            build_id: record.build_id,
+            app: record.app,
+            app_type: record.app_type,
+            target: record.target,
+            finished_at: record.finished_at,
+            duration: record.duration,
+            status: record.status,
+            cache_hit: record.cache.hit,
+        }
+    }
+}
+
+impl Historical {
+    /// The builds of the last `hours` among `builds` (oldest first), grouped by build type.
+    pub fn of_builds(hours: u64, builds: impl IntoIterator<Item = HistoricalBuild>) -> Historical {
+        let hours = hours.clamp(1, 24 * 366);
+        let since = crate::cache::unix_now().saturating_sub(hours * 3600);
+        let mut types: BTreeMap<String, TypeHistory> = BTreeMap::new();
+        for build in builds.into_iter().filter(|b| b.finished_at >= since) {
+            let entry = types.entry(build.build_type()).or_default();
+            *entry.counts.entry(build.status.as_str().to_string()).or_default() += 1;
+            entry.builds.push(build);
+        }
+        Historical { hours, since, types }
+    }
 }
 
 /// The last build of an app target, with what went into its key.
@@ -127,27 +182,7 @@ impl BuildHistory {
     /// The builds of the last `hours` (1 to a year), per build type, with counts by status:
     /// the document's `GET /build-metrics/historical`.
     pub fn historical(&self, hours: u64) -> std::io::Result<Historical> {
-        let hours = hours.clamp(1, 24 * 366);
-        let since = crate::cache::unix_now().saturating_sub(hours * 3600);
-        let mut types: BTreeMap<String, TypeHistory> = BTreeMap::new();
-        for record in self.recent(usize::MAX)?.into_iter().filter(|r| r.finished_at >= since) {
-            let build_type = format!(
-                "{}_{}",
-                record.app_type.as_deref().unwrap_or("unknown"),
-                record.target.as_deref().unwrap_or("unknown")
-            );
-            let entry = types.entry(build_type).or_default();
-            *entry.counts.entry(record.status.as_str().to_string()).or_default() += 1;
-            entry.builds.push(HistoricalBuild {
-                build_id: record.build_id,
-                app: record.app,
-                finished_at: record.finished_at,
-                duration: record.duration,
-                status: record.status,
-                cache_hit: record.cache.hit,
-            });
-        }
-        Ok(Historical { hours, since, types })
+        Ok(Historical::of_builds(hours, self.recent(usize::MAX)?.into_iter().map(HistoricalBuild::of_record)))
     }
 
     /// The most recent `limit` records, newest last. Lines that do not parse are skipped.

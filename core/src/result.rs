@@ -79,6 +79,9 @@ pub struct Warning {
 pub struct AppRef {
     pub name: String,
     pub version: String,
+    /// `static`, `javascript`, `flutter`.
+    #[serde(default)]
+    pub app_type: String,
 }
 
 /// What the cache did for a build.

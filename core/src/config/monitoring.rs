@@ -32,11 +32,13 @@ pub struct AlertsConfig {
     pub average_duration: u64,
     /// How many of the latest builds the rates are taken over (at least 5 must exist).
     pub window: u64,
+    /// Builds waiting in the queue (the dashboard's backlog alert).
+    pub queue_length: u64,
 }
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        AlertsConfig { failure_rate: 10, average_duration: 300, window: 20 }
+        AlertsConfig { failure_rate: 10, average_duration: 300, window: 20, queue_length: 10 }
     }
 }
 
@@ -95,6 +97,13 @@ impl MonitoringConfig {
                 file,
                 "monitoring.alerts.window",
                 format!("expected 5 to 10000 builds, found {}", self.alerts.window),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.alerts.queue_length) {
+            return Err(ConfigError::invalid(
+                file,
+                "monitoring.alerts.queueLength",
+                format!("expected 1 to 1000000 builds, found {}", self.alerts.queue_length),
             ));
         }
         Ok(())

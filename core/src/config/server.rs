@@ -17,6 +17,9 @@ pub struct ServerConfig {
     pub max_upload_bytes: u64,
     /// Let `/metrics` be scraped without the token.
     pub metrics_open: bool,
+    /// Browser origins (`https://admin.example.com`) allowed to call the API from their
+    /// pages (CORS); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 // The token never reaches a log through `{:?}`.
@@ -27,13 +30,20 @@ impl std::fmt::Debug for ServerConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("metrics_open", &self.metrics_open)
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8470".into(), token: None, max_upload_bytes: 100 << 20, metrics_open: false }
+        ServerConfig {
+            listen: "127.0.0.1:8470".into(),
+            token: None,
+            max_upload_bytes: 100 << 20,
+            metrics_open: false,
+            cors_origins: Vec::new(),
+        }
     }
 }
 
@@ -48,6 +58,19 @@ impl ServerConfig {
         }
         if self.token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::invalid(file, "server.token", "expected at least 16 characters"));
+        }
+        for (i, origin) in self.cors_origins.iter().enumerate() {
+            let scheme = origin.split_once("://");
+            let valid = matches!(scheme, Some(("http" | "https", host)) if !host.is_empty() && !host.contains('/'));
+            if !valid {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("server.corsOrigins[{i}]"),
+                    format!(
+                        "expected an origin such as https://admin.example.com (scheme and host, no path), found {origin:?}"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

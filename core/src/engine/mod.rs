@@ -673,7 +673,7 @@ fn finish(shared: &Shared, mut ctx: BuildContext, outcome: Result<()>, elapsed: 
     let result = BuildResult {
         build_id: ctx.build_id,
         status,
-        app: app.map(|a| AppRef { name: a.name.clone(), version: a.version.clone() }),
+        app: app.map(|a| AppRef { name: a.name.clone(), version: a.version.clone(), app_type: a.app_type.to_string() }),
         target: ctx.target,
         cache,
         artifacts,

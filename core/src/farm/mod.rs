@@ -39,6 +39,7 @@ pub use self::status::{Depth, FarmStatus, desired_workers};
 use crate::config::{EngineConfig, redact_url};
 use crate::error::FarmError;
 use crate::events::{BuildEvent, EventRecord, LogStream, StageOutcome};
+use crate::history::HistoricalBuild;
 use crate::result::BuildResult;
 
 /// The consumer group every worker reads in.
@@ -118,6 +119,14 @@ pub struct Job {
     pub dependencies: Option<String>,
     /// Unix seconds.
     pub submitted_at: u64,
+}
+
+/// The stream of finished builds' briefs, and about how many it keeps.
+const FINISHED: &str = "finished";
+const FINISHED_KEPT: u64 = 10_000;
+
+fn brief_of(entry: &redis::streams::StreamId) -> Option<HistoricalBuild> {
+    serde_json::from_str(&entry.get::<String>("b")?).ok()
 }
 
 fn yes() -> bool {
@@ -326,10 +335,12 @@ impl FarmQueue {
         Ok(added == 1)
     }
 
-    /// Store the result, end the event stream and acknowledge the entry, if the token still
-    /// holds the job: all at once or nothing. Returns whether it held.
+    /// Store the result, end the event stream, add the build's brief to the `finished` stream
+    /// (the dashboards' feed) and acknowledge the entry, if the token still holds the job: all
+    /// at once or nothing. Returns whether it held.
     pub async fn complete(&self, claimed: &Claimed, result: &BuildResult) -> Result<bool, FarmError> {
         let json = serde_json::to_string(result).unwrap_or_default();
+        let brief = serde_json::to_string(&HistoricalBuild::of_result(result)).unwrap_or_default();
         let script = redis::Script::new(
             r"
             if tonumber(redis.call('HGET', KEYS[1], 'attempt')) ~= tonumber(ARGV[1]) then return 0 end
@@ -339,6 +350,7 @@ impl FarmQueue {
             redis.call('XDEL', KEYS[2], ARGV[5])
             redis.call('EXPIRE', KEYS[1], ARGV[6])
             redis.call('EXPIRE', KEYS[3], ARGV[6])
+            redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'b', ARGV[7])
             return 1
             ",
         );
@@ -346,12 +358,15 @@ impl FarmQueue {
             .key(self.key(&format!("job:{}", claimed.job.id)))
             .key(&claimed.stream)
             .key(self.key(&format!("ev:{}", claimed.job.id)))
+            .key(self.key(FINISHED))
             .arg(claimed.token)
             .arg(result.status.as_str())
             .arg(json)
             .arg(GROUP)
             .arg(&claimed.entry)
             .arg(self.result_ttl.as_secs())
+            .arg(brief)
+            .arg(FINISHED_KEPT)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(unavailable("store a result"))?;
@@ -396,6 +411,47 @@ impl FarmQueue {
             .await
             .map_err(unavailable("dead-letter a job"))?;
         Ok(())
+    }
+
+    /// The builds that finished since `since` (Unix seconds), oldest first, from the
+    /// `finished` stream (the latest [`FINISHED_KEPT`] builds of the farm).
+    pub async fn finished_since(&self, since: u64) -> Result<Vec<HistoricalBuild>, FarmError> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.key(FINISHED))
+            .arg(since.saturating_mul(1000))
+            .arg("+")
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable("read finished builds"))?;
+        Ok(reply.ids.iter().filter_map(brief_of).collect())
+    }
+
+    /// Builds that finished after the `finished` stream's entry `after` (`$` for from now),
+    /// waiting up to `block` for the first; `(last entry id, builds)`.
+    pub async fn next_finished(
+        &self,
+        blocking: &mut MultiplexedConnection,
+        after: &str,
+        block: Duration,
+    ) -> Result<(String, Vec<HistoricalBuild>), FarmError> {
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(500)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(self.key(FINISHED))
+            .arg(after)
+            .query_async(blocking)
+            .await
+            .map_err(unavailable("read finished builds"))?;
+        let mut last = after.to_string();
+        let mut builds = Vec::new();
+        for entry in reply.map(|r| r.keys).unwrap_or_default().into_iter().flat_map(|s| s.ids) {
+            last = entry.id.clone();
+            builds.extend(brief_of(&entry));
+        }
+        Ok((last, builds))
     }
 
     /// Events of a build after `after` (`0` for all), waiting up to `block` for the first;
