@@ -20,6 +20,15 @@ fn start_receiver(log: &std::path::Path) -> (Receiver, String) {
     (receiver, format!("http://127.0.0.1:{}", port.trim()))
 }
 
+/// `workz-build` with its cache and artifacts under `root`.
+fn workz(root: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_workz-build"));
+    cmd.env("WORKZ_CACHE_DIR", root.join("cache"))
+        .env("WORKZ_ARTIFACTS_DIR", root.join("artifacts"))
+        .env_remove("WORKZ_LOG");
+    cmd
+}
+
 /// The receiver process, stopped when the test ends however it ends.
 struct Receiver(std::process::Child);
 
@@ -147,16 +156,9 @@ fn a_failure_rate_past_its_threshold_is_alerted_once_across_processes() {
     let mut ids = Vec::new();
     // Four good builds, a failed one (20 % of the last five), a good one: each its own process.
     for dir in [&good, &good, &good, &good, &bad, &good] {
-        let out = Command::new(env!("CARGO_BIN_EXE_workz-build"))
-            .arg("--config")
-            .arg(&config_path)
-            .args(["build", "--force", "--json"])
-            .arg(dir)
-            .env("WORKZ_CACHE_DIR", root.path().join("cache"))
-            .env("WORKZ_ARTIFACTS_DIR", root.path().join("artifacts"))
-            .env_remove("WORKZ_LOG")
-            .output()
-            .unwrap();
+        let out =
+            workz(root.path()).arg("--config").arg(&config_path).args(["build", "--force", "--json"]).arg(dir).output();
+        let out = out.unwrap();
         ids.push(serde_json::from_slice::<Value>(&out.stdout).unwrap()["build_id"].as_str().unwrap().to_string());
     }
     drop(receiver);
@@ -171,4 +173,53 @@ fn a_failure_rate_past_its_threshold_is_alerted_once_across_processes() {
         (alert["alert"].as_str(), alert["value"].as_f64(), alert["window"].as_u64()),
         (Some("failure_rate"), Some(20.0), Some(5))
     );
+}
+
+#[test]
+fn an_apps_own_webhooks_hear_of_its_builds_and_their_secret_is_stored_nowhere() {
+    let root = tempfile::tempdir().unwrap();
+    let log = root.path().join("received.jsonl");
+    let (receiver, base) = start_receiver(&log);
+    // No webhook in the engine config: only the app's.
+    let app = |name: &str, notifications: Value| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = json!({"name": name, "appType": "static", "notifications": notifications});
+        std::fs::write(dir.join("workz.json"), config.to_string()).unwrap();
+        std::fs::write(dir.join("index.html"), format!("<h1>{name}</h1>")).unwrap();
+        dir
+    };
+    let own = app("own", json!({"webhooks": [{"url": format!("{base}/ok"), "secret": SECRET}]}));
+    let quiet = app("quiet", json!({}));
+    let build = |dir: &std::path::Path| {
+        let out = workz(root.path()).args(["build", "--json"]).arg(dir).output().unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let (told, untold) = (build(&own), build(&quiet));
+    assert_eq!((told["status"].as_str(), untold["status"].as_str()), (Some("succeeded"), Some("succeeded")));
+    drop(receiver);
+    let received: Vec<Value> =
+        std::fs::read_to_string(&log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(received.len(), 1, "only the app that asked is told: {received:?}");
+    assert_eq!((received[0]["id"].as_str(), received[0]["valid"].as_bool()), (told["build_id"].as_str(), Some(true)));
+    // The secret is in the app's workz.json and nowhere the engine writes (cache, history,
+    // releases: workz.json is not published).
+    let key = SECRET.trim_start_matches("whsec_");
+    let mut stack = vec![root.path().join("cache"), root.path().join("artifacts")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "the secret is in {}", path.display());
+            }
+        }
+    }
+    // An app's webhook is checked as the engine's are.
+    let bad = app("bad", json!({"webhooks": [{"url": "http://x", "secret": "short"}]}));
+    let error = build(&bad);
+    assert_eq!(error["error"]["code"], "config_invalid");
+    assert!(error["error"]["message"].as_str().unwrap().contains("notifications.webhooks.0.secret"), "{error}");
 }

@@ -114,10 +114,33 @@ with tarfile.open(fileobj=out, mode="w") as t:
             t.addfile(info, io.BytesIO(body))
 sys.stdout.buffer.write(out.getvalue())
 "#;
+    python_archive(script, entries)
+}
+
+/// What `script` writes to stdout given `entries` as JSON in its first argument.
+fn python_archive(script: &str, entries: &[(&str, &str, &str)]) -> Vec<u8> {
     let spec = serde_json::to_string(entries).unwrap();
     let out = Command::new("python3").args(["-c", script, &spec]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out.stdout
+}
+
+/// A deflated zip archive from `(name, kind, contents or link target)`, made by Python's
+/// zipfile, which writes names as given (`..` included).
+fn zip(entries: &[(&str, &str, &str)]) -> Vec<u8> {
+    let script = r#"
+import io, json, sys, zipfile
+out = io.BytesIO()
+with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    for name, kind, data in json.loads(sys.argv[1]):
+        info = zipfile.ZipInfo(name)
+        info.create_system = 3
+        info.external_attr = (0o120777 if kind == "symlink" else 0o100644) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        z.writestr(info, data)
+sys.stdout.buffer.write(out.getvalue())
+"#;
+    python_archive(script, entries)
 }
 
 fn site(name: &str, pre_build: &[&str]) -> Vec<u8> {
@@ -214,6 +237,39 @@ fn a_build_uploaded_as_a_tar_streams_its_events_and_its_result() {
     assert_eq!(history["types"]["static_web"]["counts"]["succeeded"], 1, "{history}");
     let (_, queue) = server.json("GET", "/api/queue");
     assert_eq!(queue["running"], 0, "{queue}");
+}
+
+#[test]
+fn a_zip_upload_builds_and_a_hostile_zip_is_refused() {
+    let server = Server::start(json!({}));
+    let config = json!({"name": "zipped", "appType": "static"}).to_string();
+    let page = "<!doctype html><link rel=stylesheet href=css/site.css><h1>zipped</h1>";
+    let css = "h1 { color: teal; }\n".repeat(100);
+    let app = zip(&[
+        ("workz.json", "file", &config),
+        ("index.html", "file", page),
+        ("css/site.css", "file", &css),
+        ("home.html", "symlink", "index.html"),
+    ]);
+    let (status, body) = server.call("POST", "/api/builds", Some(TOKEN), "application/zip", &app);
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let id = serde_json::from_slice::<Value>(&body).unwrap()["build_id"].as_str().unwrap().to_string();
+    let result = server.wait(&id);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let release = PathBuf::from(result["artifacts"]["path"].as_str().unwrap());
+    assert!(std::fs::read_to_string(release.join("home.html")).unwrap().contains("zipped"));
+    for (entries, code) in [
+        (vec![("workz.json", "file", "{}"), ("../../evil.sh", "file", "echo owned")], "source_path_invalid"),
+        (vec![("workz.json", "file", "{}"), ("passwd", "symlink", "../../../etc/passwd")], "source_symlink_escape"),
+    ] {
+        let (status, body) = server.call("POST", "/api/builds", Some(TOKEN), "application/zip", &zip(&entries));
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, body["error"]["code"].as_str()), (422, Some(code)), "{body}");
+    }
+    // A tar sent as a zip: unreadable, said so.
+    let (status, body) = server.call("POST", "/api/builds", Some(TOKEN), "application/zip", &site("t", &[]));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("source_read_failed")), "{body}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use workz_build::events::EventRecord;
 use workz_build::history::{Historical, HistoricalBuild};
-use workz_build::source::{SourceSpec, files_from_tar};
+use workz_build::source::{SourceSpec, files_from_tar, files_from_zip};
 use workz_build::{BuildRequest, BuildResult, Engine, ErrorCode};
 
 use crate::dashboard::{self, Hub};
@@ -101,7 +101,7 @@ struct SubmitQuery {
     force: bool,
 }
 
-/// `POST /api/builds`: the body is the app as a tar archive (gzip-compressed or not).
+/// `POST /api/builds`: the body is the app as a tar archive (gzip-compressed or not) or a zip.
 async fn submit(
     State(service): State<Shared>,
     Query(query): Query<SubmitQuery>,
@@ -109,15 +109,22 @@ async fn submit(
     body: Bytes,
 ) -> Response {
     let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !matches!(kind, "application/x-tar" | "application/gzip" | "application/x-gtar" | "application/tar+gzip") {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request",
-            format!("send the app as a tar archive (Content-Type: application/x-tar), not {kind:?}"),
-        );
-    }
+    let zip = match kind {
+        "application/x-tar" | "application/gzip" | "application/x-gtar" | "application/tar+gzip" => false,
+        "application/zip" | "application/x-zip-compressed" => true,
+        _ => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                format!(
+                    "send the app as a tar or zip archive (Content-Type: application/x-tar or application/zip), not {kind:?}"
+                ),
+            );
+        }
+    };
     let limits = service.engine.config().limits.clone();
-    let files = match tokio::task::spawn_blocking(move || files_from_tar(&body, &limits)).await {
+    let read = move || if zip { files_from_zip(&body, &limits) } else { files_from_tar(&body, &limits) };
+    let files = match tokio::task::spawn_blocking(read).await {
         Ok(Ok(files)) => files,
         Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),

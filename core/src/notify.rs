@@ -6,7 +6,7 @@
 //! build id. Every delivery is recorded (`workz-build notifications`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -48,7 +48,8 @@ pub struct Delivery {
 pub struct Notifier {
     hooks: Vec<WebhookConfig>,
     retry_for: Duration,
-    client: reqwest::Client,
+    /// Made at the first delivery: an engine whose builds notify no one never pays for it.
+    client: OnceLock<Option<reqwest::Client>>,
     log: PathBuf,
     tracker: TaskTracker,
 }
@@ -66,25 +67,26 @@ pub fn sign(secret: &str, id: &str, timestamp: u64, body: &[u8]) -> String {
 }
 
 impl Notifier {
-    /// `None` when the config names no webhook.
-    pub fn new(config: &NotificationsConfig, state_dir: &Path) -> Option<Arc<Notifier>> {
-        if config.webhooks.is_empty() {
-            return None;
-        }
-        let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
-            Ok(client) => client,
-            Err(e) => {
-                tracing::warn!("webhooks disabled: no HTTP client ({e})");
-                return None;
-            }
-        };
-        Some(Arc::new(Notifier {
+    pub fn new(config: &NotificationsConfig, state_dir: &Path) -> Arc<Notifier> {
+        Arc::new(Notifier {
             hooks: config.webhooks.clone(),
             retry_for: Duration::from_secs(config.retry_for),
-            client,
+            client: OnceLock::new(),
             log: state_dir.join("notifications.jsonl"),
             tracker: TaskTracker::new(),
-        }))
+        })
+    }
+
+    fn client(&self) -> Option<&reqwest::Client> {
+        self.client
+            .get_or_init(|| match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
+                Ok(client) => Some(client),
+                Err(e) => {
+                    tracing::warn!("webhooks disabled: no HTTP client ({e})");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     /// The alerts the build just recorded in `history` set off, when a webhook asked for
@@ -96,12 +98,14 @@ impl Notifier {
         alerts_set_off(&history.recent(config.window as usize + 1).unwrap_or_default(), config)
     }
 
-    /// Send a finished build to the webhooks that asked for its events, in the background,
-    /// with the alerts it set off (see [`alerts_set_off`]). `fence`: send only while it holds
+    /// Send a finished build to the webhooks (the engine's, and `app_hooks`: its app's own)
+    /// that asked for its events, in the background, with the alerts it set off (see
+    /// [`alerts_set_off`]; to the engine's webhooks only). `fence`: send only while it holds
     /// (a farm job's lease); `farm`: once per build id.
     pub fn build_finished(
         self: &Arc<Self>,
         result: &BuildResult,
+        app_hooks: &[WebhookConfig],
         alerts: Vec<Alert>,
         fence: Option<Arc<dyn Fence>>,
         farm: Option<FarmQueue>,
@@ -144,8 +148,10 @@ impl Notifier {
                 };
                 let kind = if event.starts_with("alert:") { "alert" } else { &event[..] };
                 let body = serde_json::to_vec(&payload(event)).unwrap_or_default();
+                let app_hooks = app_hooks.iter().filter(move |_| kind != "alert");
                 self.hooks
                     .iter()
+                    .chain(app_hooks)
                     .filter(|h| h.events.iter().any(|e| e == kind))
                     .map(move |h| (h.clone(), kind.to_string(), id.clone(), body.clone()))
                     .collect::<Vec<_>>()
@@ -181,8 +187,8 @@ impl Notifier {
         let (delivered, status, error) = loop {
             attempts += 1;
             let timestamp = crate::cache::unix_now();
-            let sent = self
-                .client
+            let Some(client) = self.client() else { return };
+            let sent = client
                 .post(&hook.url)
                 .header("content-type", "application/json")
                 .header("webhook-id", id)

@@ -56,6 +56,18 @@ pub struct AppConfig {
     /// into a JavaScript app as `import.meta.env.NAME`; all are given to build commands.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Ours: webhooks told of this app's builds, besides the engine's. Never serialized, so
+    /// never in a cache key's components or a history record (secrets stay in `workz.json`).
+    #[serde(default, skip_serializing)]
+    pub notifications: AppNotifications,
+}
+
+/// An app's own receivers of its finished builds: `build_completed` and `build_slow` (the
+/// engine-wide `alert` goes only to the engine config's webhooks).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AppNotifications {
+    pub webhooks: Vec<super::WebhookConfig>,
 }
 
 fn default_version() -> String {
@@ -113,7 +125,7 @@ impl AppConfig {
                 }
             }
         }
-        Ok(())
+        super::validate_webhooks(&self.notifications.webhooks, file)
     }
 
     /// The app's identifier in paths and cache labels: the name, lowercased, with runs of

@@ -53,24 +53,29 @@ impl NotificationsConfig {
                 format!("expected 0 to 86400 seconds, found {}", self.retry_for),
             ));
         }
-        for (i, hook) in self.webhooks.iter().enumerate() {
-            let at = |field: &str| format!("notifications.webhooks.{i}.{field}");
-            if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
-                return Err(ConfigError::invalid(file, at("url"), "expected an http:// or https:// URL"));
-            }
-            if hook.secret.len() < 16 {
-                return Err(ConfigError::invalid(file, at("secret"), "expected at least 16 characters"));
-            }
-            if let Some(bad) = hook.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-                return Err(ConfigError::invalid(
-                    file,
-                    at("events"),
-                    format!("unknown event {bad:?}; expected one of {}", EVENTS.join(", ")),
-                ));
-            }
-        }
-        Ok(())
+        validate_webhooks(&self.webhooks, file)
     }
+}
+
+/// Check `notifications.webhooks` of an engine or app config.
+pub(crate) fn validate_webhooks(hooks: &[WebhookConfig], file: &str) -> Result<(), ConfigError> {
+    for (i, hook) in hooks.iter().enumerate() {
+        let at = |field: &str| format!("notifications.webhooks.{i}.{field}");
+        if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+            return Err(ConfigError::invalid(file, at("url"), "expected an http:// or https:// URL"));
+        }
+        if hook.secret.len() < 16 {
+            return Err(ConfigError::invalid(file, at("secret"), "expected at least 16 characters"));
+        }
+        if let Some(bad) = hook.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+            return Err(ConfigError::invalid(
+                file,
+                at("events"),
+                format!("unknown event {bad:?}; expected one of {}", EVENTS.join(", ")),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Default for NotificationsConfig {

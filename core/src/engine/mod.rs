@@ -120,7 +120,7 @@ struct Shared {
     root_cancel: CancellationToken,
     farm: tokio::sync::OnceCell<FarmClient>,
     metrics: crate::monitor::BuildMetrics,
-    notifier: Option<Arc<crate::notify::Notifier>>,
+    notifier: Arc<crate::notify::Notifier>,
 }
 
 /// Cancels the engine's builds when the last [`Engine`] handle is dropped.
@@ -464,9 +464,7 @@ impl Engine {
         if let Some(cache) = &self.shared.services.cache {
             cache.flush().await;
         }
-        if let Some(notifier) = &self.shared.notifier {
-            notifier.flush().await;
-        }
+        self.shared.notifier.flush().await;
     }
 
     pub async fn cache_stats(&self) -> Result<CacheStats> {
@@ -686,9 +684,8 @@ fn finish(shared: &Shared, mut ctx: BuildContext, outcome: Result<()>, elapsed: 
         suggestions: assessment.suggestions,
     };
     shared.metrics.record(&build_type, &result);
-    if let Some(notifier) = &shared.notifier {
-        let alerts = notifier.alerts(&shared.history, &shared.services.config.monitoring.alerts);
-        notifier.build_finished(&result, alerts, fence, shared.farm.get().map(|f| f.queue.clone()));
-    }
+    let app_hooks = app.map(|a| a.notifications.webhooks.as_slice()).unwrap_or_default();
+    let alerts = shared.notifier.alerts(&shared.history, &shared.services.config.monitoring.alerts);
+    shared.notifier.build_finished(&result, app_hooks, alerts, fence, shared.farm.get().map(|f| f.queue.clone()));
     result
 }

@@ -1,5 +1,5 @@
-//! Sources uploaded as a tar archive (plain or gzip-compressed): read into memory under the
-//! same rules as any source — every path relative and inside the root, links resolved inside
+//! Sources uploaded as a tar archive (plain or gzip-compressed) or a zip archive: read into
+//! memory under the same rules as any source — every path relative and inside the root, links resolved inside
 //! the archive or refused, the size and count limits checked before anything is read.
 
 use std::collections::BTreeMap;
@@ -17,6 +17,64 @@ fn unreadable(message: impl std::fmt::Display) -> SourceError {
     SourceError::Read { path: "(upload)".into(), source: std::io::Error::other(message.to_string()) }
 }
 
+/// What an archive holds so far, checked entry by entry against the limits.
+struct Intake<'a> {
+    limits: &'a LimitsConfig,
+    files: BTreeMap<String, FileBytes>,
+    /// Link path → the path it names (normalised, inside the archive).
+    links: Vec<(String, String)>,
+    total: u64,
+}
+
+impl<'a> Intake<'a> {
+    fn new(limits: &'a LimitsConfig) -> Self {
+        Intake { limits, files: BTreeMap::new(), links: Vec::new(), total: 0 }
+    }
+
+    /// A raw entry name as UTF-8, normalised (relative, inside the root).
+    fn path(raw: &[u8]) -> Result<String, SourceError> {
+        let raw = std::str::from_utf8(raw)
+            .map_err(|_| SourceError::InvalidPath { path: "(non-UTF-8 name)".into(), reason: "not UTF-8" })?;
+        normalize_path(raw.trim_end_matches('/'))
+    }
+
+    /// A link at `path` to `target`: a symlink's target is relative to its directory, a
+    /// hard link's names a path from the root.
+    fn link(&mut self, path: String, target: &str, symbolic: bool) -> Result<(), SourceError> {
+        let base = if symbolic { path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("") } else { "" };
+        let resolved = resolve_inside(base, target).ok_or_else(|| SourceError::SymlinkEscape { path: path.clone() })?;
+        self.links.push((path, resolved));
+        Ok(())
+    }
+
+    /// A file that says it has `size` bytes: the limits are checked before a byte is read,
+    /// and no more than `size` bytes are read (an archive that lies is not believed further).
+    fn file(&mut self, path: String, size: u64, reader: impl Read) -> Result<(), SourceError> {
+        let limits = self.limits;
+        if size > limits.max_file_bytes {
+            return Err(SourceError::FileTooLarge { path, size, limit: limits.max_file_bytes });
+        }
+        self.total = self.total.saturating_add(size);
+        if self.total > limits.max_source_bytes {
+            return Err(SourceError::TooLarge { limit: limits.max_source_bytes });
+        }
+        if self.files.len() as u64 >= limits.max_source_files {
+            return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        reader.take(size).read_to_end(&mut bytes).map_err(unreadable)?;
+        if self.files.insert(path.clone(), FileBytes(Bytes::from(bytes))).is_some() {
+            return Err(SourceError::DuplicatePath(path));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<BTreeMap<String, FileBytes>, SourceError> {
+        resolve_links(&mut self.files, &self.links, self.limits)?;
+        Ok(self.files)
+    }
+}
+
 /// The files of a tar archive (gzip-compressed or not), path → contents.
 pub fn files_from_tar(archive: &[u8], limits: &LimitsConfig) -> Result<BTreeMap<String, FileBytes>, SourceError> {
     let reader: Box<dyn Read + '_> = if archive.starts_with(&[0x1f, 0x8b]) {
@@ -25,51 +83,59 @@ pub fn files_from_tar(archive: &[u8], limits: &LimitsConfig) -> Result<BTreeMap<
         Box::new(archive)
     };
     let mut tar = tar::Archive::new(reader);
-    let mut files: BTreeMap<String, FileBytes> = BTreeMap::new();
-    // Link path → the path it names (normalised, inside the archive).
-    let mut links: Vec<(String, String)> = Vec::new();
-    let mut total: u64 = 0;
+    let mut intake = Intake::new(limits);
     for entry in tar.entries().map_err(unreadable)? {
         let mut entry = entry.map_err(unreadable)?;
-        let raw = entry.path_bytes().into_owned();
-        let raw = String::from_utf8(raw)
-            .map_err(|_| SourceError::InvalidPath { path: "(non-UTF-8 name)".into(), reason: "not UTF-8" })?;
         let kind = entry.header().entry_type();
         if kind.is_dir() || kind.is_pax_global_extensions() {
             continue;
         }
-        let path = normalize_path(raw.trim_end_matches('/'))?;
+        let path = Intake::path(&entry.path_bytes())?;
         if kind.is_symlink() || kind.is_hard_link() {
             let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
-            // A symlink is relative to its directory; a hard link names a path from the root.
-            let base = if kind.is_symlink() { path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("") } else { "" };
-            let resolved =
-                resolve_inside(base, &target).ok_or_else(|| SourceError::SymlinkEscape { path: path.clone() })?;
-            links.push((path, resolved));
-            continue;
-        }
-        if !kind.is_file() && !kind.is_contiguous() {
+            intake.link(path, &target, kind.is_symlink())?;
+        } else if kind.is_file() || kind.is_contiguous() {
+            let size = entry.size();
+            intake.file(path, size, &mut entry)?;
+        } else {
             return Err(SourceError::InvalidPath { path, reason: "not a regular file, directory or link" });
         }
-        let size = entry.size();
-        if size > limits.max_file_bytes {
-            return Err(SourceError::FileTooLarge { path, size, limit: limits.max_file_bytes });
+    }
+    intake.finish()
+}
+
+/// Unix file-type bits of a zip entry's external attributes.
+const UNIX_TYPE: u32 = 0o170_000;
+const UNIX_LINK: u32 = 0o120_000;
+const UNIX_FILE: u32 = 0o100_000;
+
+/// The files of a zip archive (stored or deflated), path → contents. Names are taken as
+/// written (a `..` is refused, not quietly dropped); a Unix symlink entry (its content is
+/// the target) is resolved inside the archive or refused.
+pub fn files_from_zip(archive: &[u8], limits: &LimitsConfig) -> Result<BTreeMap<String, FileBytes>, SourceError> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).map_err(unreadable)?;
+    let mut intake = Intake::new(limits);
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(unreadable)?;
+        if entry.is_dir() {
+            continue;
         }
-        total = total.saturating_add(size);
-        if total > limits.max_source_bytes {
-            return Err(SourceError::TooLarge { limit: limits.max_source_bytes });
-        }
-        if files.len() as u64 >= limits.max_source_files {
-            return Err(SourceError::TooManyFiles { limit: limits.max_source_files });
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        (&mut entry).take(size).read_to_end(&mut bytes).map_err(unreadable)?;
-        if files.insert(path.clone(), FileBytes(Bytes::from(bytes))).is_some() {
-            return Err(SourceError::DuplicatePath(path));
+        let path = Intake::path(entry.name_raw())?;
+        let kind = entry.unix_mode().map(|mode| mode & UNIX_TYPE);
+        match kind {
+            Some(UNIX_LINK) => {
+                let mut target = String::new();
+                (&mut entry).take(4096).read_to_string(&mut target).map_err(unreadable)?;
+                intake.link(path, &target, true)?;
+            }
+            None | Some(0) | Some(UNIX_FILE) => {
+                let size = entry.size();
+                intake.file(path, size, &mut entry)?;
+            }
+            Some(_) => return Err(SourceError::InvalidPath { path, reason: "not a regular file, directory or link" }),
         }
     }
-    resolve_links(&mut files, &links, limits)?;
-    Ok(files)
+    intake.finish()
 }
 
 /// `target` seen from directory `base`, normalised; `None` when it leaves the root.
@@ -152,6 +218,79 @@ mod tests {
             builder.append(&header, *body).unwrap();
         }
         builder.into_inner().unwrap()
+    }
+
+    /// A zip archive of `(name, unix mode, contents)`, names written raw (`..` included).
+    fn zip_of(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+        // Written by hand (stored entries, a central directory): the zip crate's writer would
+        // need features we do not compile, and it cleans names a hostile tool would not.
+        let (mut out, mut central) = (Vec::new(), Vec::new());
+        for (name, mode, body) in entries {
+            let crc = crc32(body);
+            let offset = out.len() as u32;
+            let mut local = vec![0x50, 0x4b, 0x03, 0x04, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            for v in [crc, body.len() as u32, body.len() as u32] {
+                local.extend(v.to_le_bytes());
+            }
+            local.extend((name.len() as u16).to_le_bytes());
+            local.extend(0u16.to_le_bytes());
+            local.extend(name.as_bytes());
+            out.extend(local);
+            out.extend(*body);
+            let mut header = vec![0x50, 0x4b, 0x01, 0x02, 20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            for v in [crc, body.len() as u32, body.len() as u32] {
+                header.extend(v.to_le_bytes());
+            }
+            header.extend((name.len() as u16).to_le_bytes());
+            header.extend([0u8; 8]);
+            header.extend((mode << 16).to_le_bytes());
+            header.extend(offset.to_le_bytes());
+            header.extend(name.as_bytes());
+            central.extend(header);
+        }
+        let at = out.len() as u32;
+        let count = entries.len() as u16;
+        out.extend(&central);
+        out.extend([0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0]);
+        out.extend(count.to_le_bytes());
+        out.extend(count.to_le_bytes());
+        out.extend((central.len() as u32).to_le_bytes());
+        out.extend(at.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for b in bytes {
+            crc ^= u32::from(*b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn zip_files_links_and_escapes() {
+        let limits = LimitsConfig::default();
+        let archive = zip_of(&[
+            ("site/", 0o040_755, b""),
+            ("site/index.html", 0o100_644, b"<h1>hi</h1>"),
+            ("site/home.html", 0o120_777, b"index.html"),
+        ]);
+        let files = files_from_zip(&archive, &limits).unwrap();
+        let paths: Vec<&str> = files.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["site/home.html", "site/index.html"]);
+        assert_eq!(files["site/home.html"].0.as_ref(), b"<h1>hi</h1>");
+        let up = zip_of(&[("../evil.sh", 0o100_644, b"x")]);
+        assert_eq!(code(files_from_zip(&up, &limits).unwrap_err()), "source_path_invalid");
+        let link_out = zip_of(&[("passwd", 0o120_777, b"../../etc/passwd")]);
+        assert_eq!(code(files_from_zip(&link_out, &limits).unwrap_err()), "source_symlink_escape");
+        let small = LimitsConfig { max_file_bytes: 3, ..LimitsConfig::default() };
+        let big = zip_of(&[("big.txt", 0o100_644, b"four")]);
+        assert_eq!(code(files_from_zip(&big, &small).unwrap_err()), "source_file_too_large");
+        assert_eq!(code(files_from_zip(b"PK not a zip", &limits).unwrap_err()), "source_read_failed");
     }
 
     fn code(e: SourceError) -> &'static str {

@@ -506,7 +506,7 @@ pub fn normalize_path(path: &str) -> Result<String, SourceError> {
 mod archive;
 mod hash;
 
-pub use archive::files_from_tar;
+pub use archive::{files_from_tar, files_from_zip};
 use hash::*;
 pub use hash::{SCRIPT_EXTENSIONS, is_script};
 
