@@ -161,6 +161,9 @@ fn every_route_needs_the_token() {
         ("GET", "/api/builds/b1"),
         ("DELETE", "/api/builds/b1"),
         ("GET", "/api/builds/b1/events"),
+        ("GET", "/api/builds/b1/logs"),
+        ("GET", "/api/cache"),
+        ("DELETE", "/api/cache?pattern=*"),
         ("GET", "/api/queue"),
         ("GET", "/build-metrics/historical"),
         ("GET", "/metrics"),
@@ -240,6 +243,32 @@ fn a_build_uploaded_as_a_tar_streams_its_events_and_its_result() {
 }
 
 #[test]
+fn logs_and_the_cache_over_http() {
+    let server = Server::start(json!({}));
+    let (_, body) = server.submit(&site("chatty", &["echo hello from the hook"]));
+    let id = body["build_id"].as_str().unwrap().to_string();
+    assert_eq!(server.wait(&id)["status"], "succeeded");
+    let (status, log) = server.call("GET", &format!("/api/builds/{id}/logs"), Some(TOKEN), "", b"");
+    let log = String::from_utf8_lossy(&log);
+    assert_eq!(status, 200, "{log}");
+    assert!(log.contains("$ echo hello from the hook") && log.contains("│ hello from the hook"), "{log}");
+    assert!(log.lines().last().unwrap_or("").starts_with("finished: succeeded"), "{log}");
+
+    let (status, stats) = server.json("GET", "/api/cache");
+    assert_eq!(status, 200, "{stats}");
+    let entries =
+        |stats: &Value| stats["usage"].as_array().unwrap().iter().map(|t| t["entries"].as_u64().unwrap()).sum::<u64>();
+    assert!(entries(&stats) >= 1, "{stats}");
+    let (status, removed) = server.json("DELETE", "/api/cache?pattern=chatty/*");
+    assert_eq!((status, removed["invalidated"].as_u64()), (200, Some(1)), "{removed}");
+    let (_, stats) = server.json("GET", "/api/cache");
+    assert_eq!(entries(&stats), 0, "{stats}");
+    let (status, bad) = server.json("DELETE", "/api/cache?pattern=%5B");
+    assert_eq!((status, bad["error"]["code"].as_str()), (422, Some("invalid_request")), "{bad}");
+    assert!(bad["error"]["hint"].as_str().is_some_and(|h| h.contains("glob")), "{bad}");
+}
+
+#[test]
 fn a_zip_upload_builds_and_a_hostile_zip_is_refused() {
     let server = Server::start(json!({}));
     let config = json!({"name": "zipped", "appType": "static"}).to_string();
@@ -273,6 +302,40 @@ fn a_zip_upload_builds_and_a_hostile_zip_is_refused() {
 }
 
 #[test]
+fn an_app_named_by_path_is_built_only_from_under_the_source_root() {
+    let apps = tempfile::tempdir().unwrap();
+    let shop = apps.path().join("team/shop");
+    std::fs::create_dir_all(&shop).unwrap();
+    std::fs::write(shop.join("workz.json"), json!({"name": "shop", "appType": "static"}).to_string()).unwrap();
+    std::fs::write(shop.join("index.html"), "<!doctype html><h1>shop</h1>").unwrap();
+    std::os::unix::fs::symlink("/etc", apps.path().join("etc-link")).unwrap();
+    let submit_path = |server: &Server, path: &str| {
+        let body = json!({"path": path}).to_string();
+        let (status, body) = server.call("POST", "/api/builds", Some(TOKEN), "application/json", body.as_bytes());
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+    let closed = Server::start(json!({}));
+    let (status, body) = submit_path(&closed, "team/shop");
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_request")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("server.sourceRoot"), "{body}");
+
+    let server = Server::start(json!({"server": {"sourceRoot": apps.path()}}));
+    let (status, body) = submit_path(&server, "team/shop");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(server.wait(body["build_id"].as_str().unwrap())["status"], "succeeded");
+    for (path, code) in [
+        ("../", "source_path_invalid"),
+        ("team/../../", "source_path_invalid"),
+        ("etc-link", "source_path_invalid"),
+        ("/etc", "source_path_invalid"),
+        ("team/nope", "source_not_found"),
+    ] {
+        let (status, body) = submit_path(&server, path);
+        assert_eq!((status, body["error"]["code"].as_str()), (422, Some(code)), "{path}: {body}");
+    }
+}
+
+#[test]
 fn hostile_and_oversized_uploads_are_refused_with_their_codes() {
     let server = Server::start(json!({"server": {"maxUploadBytes": 65536}}));
     let up = tar(&[("workz.json", "file", "{}"), ("../../evil.sh", "file", "echo owned")]);
@@ -288,7 +351,7 @@ fn hostile_and_oversized_uploads_are_refused_with_their_codes() {
     let big = tar(&[("workz.json", "file", "{}"), ("big.txt", "file", &"x".repeat(100_000))]);
     let (status, _) = server.submit(&big);
     assert_eq!(status, 413);
-    let (status, body) = server.call("POST", "/api/builds", Some(TOKEN), "application/json", b"{}");
+    let (status, body) = server.call("POST", "/api/builds", Some(TOKEN), "text/plain", b"{}");
     assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
 }
 

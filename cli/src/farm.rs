@@ -146,9 +146,22 @@ pub fn drain(engine: &Engine, worker: &str) -> u8 {
     }
 }
 
+/// An event as a line of a build's log (`logs`, the service's `/logs`); `None` for events
+/// the log leaves out.
+pub fn log_line(record: &workz_build::EventRecord) -> Option<String> {
+    use workz_build::events::BuildEvent;
+    match &record.event {
+        BuildEvent::StageStarted { stage } => Some(format!("[{:>7.3}s] {stage}", record.elapsed)),
+        BuildEvent::ProcessStarted { command } => Some(format!("$ {command}")),
+        BuildEvent::Log { line, .. } => Some(format!("│ {line}")),
+        BuildEvent::Warning { message, .. } => Some(format!("warning: {message}")),
+        BuildEvent::Finished { status, duration } => Some(format!("finished: {} in {duration:.3}s", status.as_str())),
+        _ => None,
+    }
+}
+
 /// Print a build's events as they are (with --follow, until the build ends).
 pub fn logs(engine: &Engine, build_id: &str, follow: bool, json: bool) -> u8 {
-    use workz_build::events::BuildEvent;
     let shown = block_on(async {
         let farm = engine.farm().await?;
         // Known build? (Also the error for a wrong id.)
@@ -163,16 +176,8 @@ pub fn logs(engine: &Engine, build_id: &str, follow: bool, json: bool) -> u8 {
             for record in events {
                 if json {
                     println!("{}", serde_json::to_string(&record).unwrap_or_default());
-                    continue;
-                }
-                match &record.event {
-                    BuildEvent::StageStarted { stage } => println!("[{:>7.3}s] {stage}", record.elapsed),
-                    BuildEvent::Log { line, .. } => println!("│ {line}"),
-                    BuildEvent::Warning { message, .. } => println!("warning: {message}"),
-                    BuildEvent::Finished { status, duration } => {
-                        println!("finished: {} in {duration:.3}s", status.as_str())
-                    }
-                    _ => {}
+                } else if let Some(line) = log_line(&record) {
+                    println!("{line}");
                 }
             }
             if ended || (!follow && read_all) {

@@ -21,10 +21,11 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use workz_build::config::LimitsConfig;
 use workz_build::events::EventRecord;
 use workz_build::history::{Historical, HistoricalBuild};
-use workz_build::source::{SourceSpec, files_from_tar, files_from_zip};
-use workz_build::{BuildRequest, BuildResult, Engine, ErrorCode};
+use workz_build::source::{FileBytes, SourceError, SourceSpec, files_from_tar, files_from_zip};
+use workz_build::{BuildRequest, BuildResult, Category, Engine, ErrorCode};
 
 use crate::dashboard::{self, Hub};
 
@@ -109,28 +110,26 @@ async fn submit(
     body: Bytes,
 ) -> Response {
     let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let zip = match kind {
-        "application/x-tar" | "application/gzip" | "application/x-gtar" | "application/tar+gzip" => false,
-        "application/zip" | "application/x-zip-compressed" => true,
-        _ => {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request",
-                format!(
-                    "send the app as a tar or zip archive (Content-Type: application/x-tar or application/zip), not {kind:?}"
-                ),
-            );
+    let source = match kind.split(';').next().unwrap_or("").trim() {
+        "application/json" => directory_under_root(&service, &body),
+        "application/x-tar" | "application/gzip" | "application/x-gtar" | "application/tar+gzip" => {
+            unpack(&service, body, files_from_tar).await
         }
+        "application/zip" | "application/x-zip-compressed" => unpack(&service, body, files_from_zip).await,
+        _ => Err(Box::new(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            format!(
+                "send the app as a tar or zip archive (Content-Type: application/x-tar or application/zip), or {{\"path\"}} as application/json, not {kind:?}"
+            ),
+        ))),
     };
-    let limits = service.engine.config().limits.clone();
-    let read = move || if zip { files_from_zip(&body, &limits) } else { files_from_tar(&body, &limits) };
-    let files = match tokio::task::spawn_blocking(read).await {
-        Ok(Ok(files)) => files,
-        Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    let source = match source {
+        Ok(source) => source,
+        Err(response) => return *response,
     };
     let mut request = BuildRequest::directory("");
-    request.source = SourceSpec::Files(files);
+    request.source = source;
     request.target = query.target;
     request.priority = query.priority;
     request.force = query.force;
@@ -171,6 +170,66 @@ async fn submit(
         served.changed.send_modify(|n| *n += 1);
     });
     (StatusCode::ACCEPTED, axum::Json(json!({"build_id": build_id}))).into_response()
+}
+
+/// An engine error as the service answers it: the caller's fault (422), the infrastructure's
+/// (503), else 500; with its stable code and hint.
+fn failure(e: &impl ErrorCode) -> Response {
+    let status = match e.category() {
+        Category::User => StatusCode::UNPROCESSABLE_ENTITY,
+        Category::Infrastructure => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, axum::Json(json!({"error": {"code": e.code(), "message": e.to_string(), "hint": e.hint()}})))
+        .into_response()
+}
+
+type ArchiveReader = fn(&[u8], &LimitsConfig) -> Result<BTreeMap<String, FileBytes>, SourceError>;
+
+/// The files of an uploaded archive, read by `read` under the engine's limits.
+async fn unpack(service: &Service, body: Bytes, read: ArchiveReader) -> Result<SourceSpec, Box<Response>> {
+    let limits = service.engine.config().limits.clone();
+    match tokio::task::spawn_blocking(move || read(&body, &limits)).await {
+        Ok(Ok(files)) => Ok(SourceSpec::Files(files)),
+        Ok(Err(e)) => Err(Box::new(failure(&e))),
+        Err(e) => Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PathSubmission {
+    path: String,
+}
+
+/// `{"path"}`: an app directory under `server.sourceRoot`, links resolved (one that leads out
+/// of the root is refused like a `..`).
+fn directory_under_root(service: &Service, body: &[u8]) -> Result<SourceSpec, Box<Response>> {
+    let Some(root) = &service.engine.config().server.source_root else {
+        return Err(Box::new(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "this service takes no paths: set server.sourceRoot to the directory whose apps it may build, or upload the app",
+        )));
+    };
+    let submission: PathSubmission = serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("expected {{\"path\": \"<app dir under the source root>\"}}: {e}"),
+        )
+    })?;
+    let outside =
+        || failure(&SourceError::InvalidPath { path: submission.path.clone(), reason: "outside server.sourceRoot" });
+    if std::path::Path::new(&submission.path).is_absolute() {
+        return Err(Box::new(outside()));
+    }
+    let root = std::fs::canonicalize(root).map_err(|_| Box::new(failure(&SourceError::NotFound(root.clone()))))?;
+    let dir = std::fs::canonicalize(root.join(&submission.path))
+        .map_err(|_| Box::new(failure(&SourceError::NotFound(submission.path.clone().into()))))?;
+    if !dir.starts_with(&root) {
+        return Err(Box::new(outside()));
+    }
+    Ok(SourceSpec::Directory(dir))
 }
 
 fn find(service: &Service, id: &str) -> Option<Arc<ServedBuild>> {
@@ -238,6 +297,37 @@ async fn events(State(service): State<Shared>, Path(id): Path<String>) -> Respon
             }
         });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+/// `GET /api/builds/{id}/logs`: its log so far as text — stages, commands and what they
+/// printed, warnings, the end (`workz-build logs` prints the same lines).
+async fn logs(State(service): State<Shared>, Path(id): Path<String>) -> Response {
+    let Some(build) = find(&service, &id) else { return not_found(&id) };
+    let events = build.events.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let text: String = events.iter().filter_map(crate::farm::log_line).map(|line| line + "\n").collect();
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+/// `GET /api/cache`: entries, bytes, hits and misses per cache tier.
+async fn cache_stats(State(service): State<Shared>) -> Response {
+    match service.engine.cache_stats().await {
+        Ok(stats) => axum::Json(stats).into_response(),
+        Err(e) => failure(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Invalidate {
+    /// A glob over `<app>/<target>/<key>`: `shop/*`.
+    pattern: String,
+}
+
+/// `DELETE /api/cache?pattern=`: remove the matching entries from every tier.
+async fn cache_invalidate(State(service): State<Shared>, Query(query): Query<Invalidate>) -> Response {
+    match service.engine.cache_invalidate(&query.pattern).await {
+        Ok(removed) => axum::Json(json!({"pattern": query.pattern, "invalidated": removed})).into_response(),
+        Err(e) => failure(&e),
+    }
 }
 
 /// `GET /api/queue`: the in-process queue, and the farm's figures when the engine has one.
@@ -320,6 +410,8 @@ fn router(service: Shared, max_upload: usize, cors: &[String]) -> Router {
         .route("/api/builds", axum::routing::post(submit))
         .route("/api/builds/{id}", get(status).delete(cancel))
         .route("/api/builds/{id}/events", get(events))
+        .route("/api/builds/{id}/logs", get(logs))
+        .route("/api/cache", get(cache_stats).delete(cache_invalidate))
         .route("/api/queue", get(queue))
         .route("/build-metrics/historical", get(historical))
         .route("/metrics", get(metrics))

@@ -20,6 +20,10 @@ pub struct ServerConfig {
     /// Browser origins (`https://admin.example.com`) allowed to call the API from their
     /// pages (CORS); none by default.
     pub cors_origins: Vec<String>,
+    /// The directory under which `POST /api/builds {"path"}` may name apps; none by default
+    /// (only uploads are taken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_root: Option<std::path::PathBuf>,
 }
 
 // The token never reaches a log through `{:?}`.
@@ -31,6 +35,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("metrics_open", &self.metrics_open)
             .field("cors_origins", &self.cors_origins)
+            .field("source_root", &self.source_root)
             .finish()
     }
 }
@@ -43,6 +48,7 @@ impl Default for ServerConfig {
             max_upload_bytes: 100 << 20,
             metrics_open: false,
             cors_origins: Vec::new(),
+            source_root: None,
         }
     }
 }
@@ -58,6 +64,9 @@ impl ServerConfig {
         }
         if self.token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::invalid(file, "server.token", "expected at least 16 characters"));
+        }
+        if self.source_root.as_ref().is_some_and(|root| !root.is_absolute()) {
+            return Err(ConfigError::invalid(file, "server.sourceRoot", "expected an absolute directory"));
         }
         for (i, origin) in self.cors_origins.iter().enumerate() {
             let scheme = origin.split_once("://");
