@@ -217,7 +217,11 @@ function connect() {
     if (state.opened) loadHistorical().catch((error) => console.warn('Failed to load historical data:', error.message));
     state.opened = true;
   };
-  socket.onmessage = (event) => handle(JSON.parse(event.data));
+  // A frame is one message, or an array of the messages that were waiting.
+  socket.onmessage = (event) => {
+    const data = JSON.parse(event.data);
+    for (const message of Array.isArray(data) ? data : [data]) handle(message);
+  };
   socket.onclose = () => {
     status('reconnecting…', 'down');
     // The document's rule: try again after 5 seconds.

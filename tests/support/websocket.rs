@@ -9,6 +9,8 @@ use std::time::Duration;
 
 pub struct WebSocket {
     stream: TcpStream,
+    /// Messages of the last frame not yet looked at.
+    pending: std::collections::VecDeque<serde_json::Value>,
 }
 
 impl WebSocket {
@@ -31,7 +33,7 @@ impl WebSocket {
         }
         let head = String::from_utf8_lossy(&head).to_string();
         let status = head.lines().next().unwrap_or("").to_string();
-        if status.contains(" 101 ") { Ok(WebSocket { stream }) } else { Err(status) }
+        if status.contains(" 101 ") { Ok(WebSocket { stream, pending: Default::default() }) } else { Err(status) }
     }
 
     /// The next text message; `None` when the server closed the socket.
@@ -60,13 +62,19 @@ impl WebSocket {
         }
     }
 
-    /// Messages until one of type `kind` satisfies `wanted`; that one.
+    /// Messages (a frame holds one, or an array of them) until one of type `kind` satisfies
+    /// `wanted`; that one.
     pub fn until(&mut self, kind: &str, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         loop {
+            if let Some(at) = self.pending.iter().position(|m| m["type"] == kind && wanted(m)) {
+                self.pending.drain(..at);
+                return self.pending.pop_front().expect("found at the front");
+            }
+            self.pending.clear();
             let text = self.next_text().unwrap_or_else(|| panic!("the socket closed before a {kind} message"));
-            let message: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if message["type"] == kind && wanted(&message) {
-                return message;
+            match serde_json::from_str(&text).unwrap() {
+                serde_json::Value::Array(messages) => self.pending.extend(messages),
+                message => self.pending.push_back(message),
             }
         }
     }
