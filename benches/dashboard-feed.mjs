@@ -49,6 +49,13 @@ function open(n) {
   );
 }
 
+// CPU seconds the service has used (utime + stime of /proc/<pid>/stat, 100 ticks a second).
+const serviceCpu = () => {
+  const fields = fs.readFileSync(`/proc/${process.env.SERVE_PID}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+const clientCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 // The 1,000-page site built again and again while the paced build streams its events.
@@ -74,17 +81,23 @@ for (const [name, round] of [['paced', pacedRound], ['burst', burstRound]]) {
   const alone = [];
   const watched = [];
   const received = [];
+  const cpu = { none: { service: 0, clients: 0, wall: 0 }, watched: { service: 0, clients: 0, wall: 0 } };
   for (let i = 0; i < Number(rounds); i++) {
     for (const withClients of i % 2 ? [true, false] : [false, true]) {
       const sockets = withClients ? await open(Number(clients)) : [];
+      const [s0, c0, w0] = [serviceCpu(), clientCpu(), performance.now()];
       const r = await round();
+      const spent = cpu[withClients ? 'watched' : 'none'];
+      spent.service += serviceCpu() - s0;
+      spent.clients += clientCpu() - c0;
+      spent.wall += (performance.now() - w0) / 1000;
       await new Promise((done) => setTimeout(done, 500)); // the last frames in flight
       (withClients ? watched : alone).push(...r.durations);
       if (withClients) received.push(median(sockets.map((s) => s.counts.get(r.stream) ?? 0)));
       for (const s of sockets) s.close();
     }
   }
-  table.push({ name, alone: median(alone), watched: median(watched), received: median(received) });
+  table.push({ name, alone: median(alone), watched: median(watched), received: median(received), cpu });
 }
 const [p, b] = table;
 console.log(`paced: a 1,000-page static build while another build streams 10,000 log events/s (60,000 in all); median of ${rounds} rounds:`);
@@ -93,6 +106,8 @@ console.log('| --- | --- | --- |');
 console.log(`| none | ${p.alone.toFixed(3)} s | — |`);
 console.log(`| ${clients} WebSocket clients | ${p.watched.toFixed(3)} s | ${p.received} of 60000 |`);
 console.log(`slowdown: ${(p.watched / p.alone).toFixed(2)}×`);
+const share = (c) => `service ${(c.service / c.wall).toFixed(2)}, the clients' Node process ${(c.clients / c.wall).toFixed(2)}`;
+console.log(`cores busy over the rounds (2 here): without clients ${share(p.cpu.none)}; with them ${share(p.cpu.watched)}`);
 console.log();
 console.log(`burst: a build whose hook prints ${lines} lines as fast as it can:`);
 console.log('| dashboards connected | build | events/s | events each client received |');

@@ -29,4 +29,4 @@ SERVE_PID=$!
 trap 'kill $SERVE_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q listening "$DIR/serve.out" 2>/dev/null && break; sleep 0.05; done
 ADDRESS=$(sed -n 's#listening on http://##p' "$DIR/serve.out")
-node --no-warnings --experimental-websocket "$ROOT/benches/dashboard-feed.mjs" "$ADDRESS" "$DIR" "$LINES" "$CLIENTS" "$ROUNDS"
+SERVE_PID=$SERVE_PID node --no-warnings --experimental-websocket "$ROOT/benches/dashboard-feed.mjs" "$ADDRESS" "$DIR" "$LINES" "$CLIENTS" "$ROUNDS"
