@@ -5,8 +5,13 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/workz-build/target}"
-if ! command -v npm >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+# npm installs the app's dependency; bubblewrap sandboxes the commands a build runs
+# (docs/security.md).
+need=()
+command -v npm >/dev/null || need+=(nodejs npm)
+command -v bwrap >/dev/null || need+=(bubblewrap)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 cargo build --release --locked -p workz-build-cli --manifest-path "$ROOT/Cargo.toml"
 site=$("$CARGO_TARGET_DIR/release/workz-build" build "$ROOT/examples/javascript-app")

@@ -24,6 +24,8 @@ command -v chromium >/dev/null || need+=(chromium)
 # The Redis cache tier is tested against a real server (tests/redis_cache.rs starts its own on a
 # free loopback port; apt's install does not start one here).
 command -v redis-server >/dev/null || need+=(redis-server)
+# Every command a build runs is sandboxed in bubblewrap (tests/sandbox.rs tries hostile apps).
+command -v bwrap >/dev/null || need+=(bubblewrap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

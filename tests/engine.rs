@@ -507,6 +507,7 @@ impl PlatformBuilder for FlakyBuilder {
                 status: "exit code 1".into(),
                 stderr_tail: "ETIMEDOUT".into(),
                 retryable: true,
+                offline: false,
             }
             .into());
         }

@@ -314,6 +314,13 @@ fn run() -> u8 {
                 if let Some(memory) = report.memory_available_bytes {
                     println!("  memory  {} available", human_bytes(memory));
                 }
+                let sandbox = &report.sandbox;
+                match (&sandbox.version, &sandbox.reason) {
+                    (Some(version), None) => {
+                        println!("  sandbox bwrap {version} (limits by cgroup: {})", sandbox.cgroups.join(", "))
+                    }
+                    (_, reason) => println!("  sandbox none: {}", reason.as_deref().unwrap_or("unknown")),
+                }
                 let unbuildable = report.unbuildable();
                 if !unbuildable.is_empty() {
                     println!("cannot build here: {}", unbuildable.join(", "));
@@ -422,6 +429,11 @@ fn open_engine(cli: &Cli, out: Option<&Path>) -> Result<Engine, Error> {
     }
     if let Some(out) = out {
         config.storage.artifacts_dir = Some(absolute(out));
+    }
+    // A worker and a service build other people's apps: no sandbox, no build (unless the
+    // config says otherwise).
+    if matches!(cli.command, Command::Serve { .. } | Command::Worker { .. }) {
+        config.sandbox.mode.get_or_insert(workz_build::config::SandboxMode::Required);
     }
     Engine::new(config)
 }

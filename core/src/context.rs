@@ -113,6 +113,8 @@ pub struct Services {
     pub work_root: PathBuf,
     /// Engine state kept with the cache (history, remembered file digests).
     pub state_dir: PathBuf,
+    /// What every command of a build runs in.
+    pub sandbox: Arc<crate::sandbox::Sandbox>,
 }
 
 /// Everything a build's stages share.
@@ -314,6 +316,7 @@ impl BuildContext {
             self.events.clone(),
             self.cancel.clone(),
             self.config.limits.max_log_bytes,
+            self.services.sandbox.clone(),
         )
     }
 

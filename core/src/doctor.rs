@@ -39,6 +39,8 @@ pub struct DoctorReport {
     pub checks: Vec<Check>,
     pub disks: Vec<DiskSpace>,
     pub memory_available_bytes: Option<u64>,
+    /// Whether build commands can be sandboxed here.
+    pub sandbox: crate::sandbox::SandboxProbe,
 }
 
 impl DoctorReport {
@@ -172,6 +174,7 @@ pub async fn diagnose(config: &EngineConfig) -> DoctorReport {
         checks,
         disks,
         memory_available_bytes: memory_available(),
+        sandbox: crate::sandbox::probe().clone(),
     }
 }
 

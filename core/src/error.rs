@@ -560,7 +560,10 @@ mod tests {
             ProcessError::InvalidCommand { command: s(), message: s() }.into(),
             ProcessError::ToolchainMissing { program: s() }.into(),
             ProcessError::OutsideBuildDir(PathBuf::new()).into(),
-            ProcessError::Failed { command: s(), status: s(), stderr_tail: s(), retryable: false }.into(),
+            ProcessError::Failed { command: s(), status: s(), stderr_tail: s(), retryable: false, offline: false }
+                .into(),
+            ProcessError::ResourceLimit { command: s(), limit: "processes", value: 1 }.into(),
+            ProcessError::SandboxUnavailable { command: s(), reason: s() }.into(),
             ProcessError::TimedOut { command: s(), after: Duration::from_secs(1) }.into(),
             BuildError::Validation(s()).into(),
             BuildError::UnsupportedAppType(s()).into(),

@@ -193,7 +193,7 @@ impl EventEmitter {
 
     /// Emit a warning from a shared component and keep it for the build's result (the same
     /// warning twice is kept once: a tier that is down fails every call of a build).
-    fn warn_shared(&self, code: &str, message: String) {
+    pub(crate) fn warn_shared(&self, code: &str, message: String) {
         let mut kept = self.inner.shared_warnings.lock().unwrap_or_else(|p| p.into_inner());
         if kept.iter().any(|w| w.code == code && w.message == message) {
             return;

@@ -37,6 +37,7 @@ pub mod process;
 pub mod queue;
 pub mod report;
 pub mod result;
+pub mod sandbox;
 pub mod source;
 pub mod stages;
 pub mod statcache;

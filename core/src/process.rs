@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::split_command;
 use crate::events::{BuildEvent, EventEmitter, LogStream};
 use crate::report::Category;
+use crate::sandbox::{Confinement, Sandbox};
 
 /// Errors of external commands.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +40,13 @@ pub enum ProcessError {
         stderr_tail: String,
         /// Set by callers that know the failure is transient (a registry timeout, say).
         retryable: bool,
+        /// It ran in a sandbox without network.
+        offline: bool,
     },
+    #[error("`{command}` ran into the sandbox's {limit} limit ({value}) and was stopped")]
+    ResourceLimit { command: String, limit: &'static str, value: u64 },
+    #[error("no sandbox for `{command}`: {reason}")]
+    SandboxUnavailable { command: String, reason: String },
     #[error("`{command}` did not finish within {}s and was killed with its process group", .after.as_secs())]
     TimedOut { command: String, after: Duration },
     #[error("working directory {0} is outside the build directory")]
@@ -57,12 +65,15 @@ impl crate::report::ErrorCode for ProcessError {
             ProcessError::Spawn { .. } | ProcessError::OutsideBuildDir(_) => "process_spawn_failed",
             ProcessError::Failed { .. } => "process_failed",
             ProcessError::TimedOut { .. } => "process_timed_out",
+            ProcessError::ResourceLimit { .. } => "resource_limit_exceeded",
+            ProcessError::SandboxUnavailable { .. } => "sandbox_unavailable",
         }
     }
 
     fn category(&self) -> Category {
         match self {
-            ProcessError::InvalidCommand { .. } => Category::User,
+            ProcessError::InvalidCommand { .. } | ProcessError::ResourceLimit { .. } => Category::User,
+            ProcessError::SandboxUnavailable { .. } => Category::Infrastructure,
             _ => Category::Toolchain,
         }
     }
@@ -75,7 +86,18 @@ impl crate::report::ErrorCode for ProcessError {
             ProcessError::ToolchainMissing { program } => Some(format!(
                 "Install `{program}` on the build worker and make sure it is on PATH (`workz-build doctor` lists the toolchains found)."
             )),
+            ProcessError::Failed { offline: true, .. } => Some(
+                "Read the command's output above the error (the build's log events). It ran without network: only dependency installs may fetch (sandbox.network \"dependencies\"); set sandbox.network to \"all\" if this step must, or fetch in a dependency."
+                    .into(),
+            ),
             ProcessError::Failed { .. } => Some("Read the command's output above the error (the build's log events).".into()),
+            ProcessError::ResourceLimit { limit, value, .. } => Some(format!(
+                "The build's commands are limited by sandbox.limits.{limit} (now {value}); raise it in the engine config if the build legitimately needs more."
+            )),
+            ProcessError::SandboxUnavailable { .. } => Some(
+                "Install bubblewrap on the worker (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces, or set sandbox.mode to \"auto\" (run unsandboxed with a warning) or \"none\"."
+                    .into(),
+            ),
             ProcessError::TimedOut { .. } => Some(
                 "Check that the command does not wait for input or hang on the network; raise the timeout if it is legitimately slow."
                     .into(),
@@ -95,7 +117,9 @@ impl crate::report::ErrorCode for ProcessError {
             ProcessError::ToolchainMissing { .. }
             | ProcessError::Spawn { .. }
             | ProcessError::OutsideBuildDir(_)
-            | ProcessError::Failed { .. } => Family::Toolchain,
+            | ProcessError::Failed { .. }
+            | ProcessError::SandboxUnavailable { .. } => Family::Toolchain,
+            ProcessError::ResourceLimit { .. } => Family::Timeout,
             ProcessError::TimedOut { .. } => Family::Timeout,
         }
     }
@@ -112,6 +136,11 @@ pub struct CommandSpec {
     pub env: BTreeMap<String, String>,
     /// Kill the process group after this long (the build timeout still applies).
     pub timeout: Option<Duration>,
+    /// A step that may fetch (a dependency install): it gets the network when
+    /// `sandbox.network` is `"dependencies"`.
+    pub network: bool,
+    /// Host directories it must write besides the build directory (the npm cache).
+    pub writable: Vec<PathBuf>,
 }
 
 impl CommandSpec {
@@ -120,7 +149,15 @@ impl CommandSpec {
         let mut words = split_command(command)
             .map_err(|message| ProcessError::InvalidCommand { command: command.to_string(), message })?;
         let program = words.remove(0);
-        Ok(CommandSpec { program, args: words, cwd: cwd.to_path_buf(), env: BTreeMap::new(), timeout: None })
+        Ok(CommandSpec {
+            program,
+            args: words,
+            cwd: cwd.to_path_buf(),
+            env: BTreeMap::new(),
+            timeout: None,
+            network: false,
+            writable: Vec::new(),
+        })
     }
 
     fn display(&self) -> String {
@@ -153,6 +190,7 @@ pub struct ProcessRunner {
     events: EventEmitter,
     cancel: CancellationToken,
     max_log_bytes: u64,
+    sandbox: Arc<Sandbox>,
 }
 
 impl ProcessRunner {
@@ -164,6 +202,7 @@ impl ProcessRunner {
         events: EventEmitter,
         cancel: CancellationToken,
         max_log_bytes: u64,
+        sandbox: Arc<Sandbox>,
     ) -> ProcessRunner {
         let mut env = BTreeMap::new();
         for name in BASE_ENV.iter().copied().chain(allowed_env.iter().map(String::as_str)) {
@@ -172,7 +211,7 @@ impl ProcessRunner {
             }
         }
         env.extend(extra_env);
-        ProcessRunner { build_dir, env, events, cancel, max_log_bytes }
+        ProcessRunner { build_dir, env, events, cancel, max_log_bytes, sandbox }
     }
 
     pub fn build_dir(&self) -> &Path {
@@ -194,13 +233,33 @@ impl ProcessRunner {
             return Err(ProcessError::OutsideBuildDir(spec.cwd.clone()));
         }
         let command_text = spec.display();
-        let path_var = spec.env.get("PATH").or_else(|| self.env.get("PATH")).cloned().unwrap_or_default();
+        let confinement = self
+            .sandbox
+            .confine(&self.build_dir, &spec.cwd, spec.network, &spec.writable)
+            .map_err(|reason| ProcessError::SandboxUnavailable { command: command_text.clone(), reason })?;
+        let jail = match confinement {
+            Confinement::Sandboxed(jail) => Some(Arc::new(jail)),
+            Confinement::Unconfined { warning } => {
+                self.events.warn_shared("sandbox_unavailable", warning);
+                None
+            }
+            Confinement::Off => None,
+        };
+        // In a sandbox only what is mounted there can run: the PATH keeps those directories.
+        let mut path_var = spec.env.get("PATH").or_else(|| self.env.get("PATH")).cloned().unwrap_or_default();
+        if let Some(jail) = &jail {
+            let dirs: Vec<PathBuf> = std::env::split_paths(&path_var).filter(|d| jail.shows(d)).collect();
+            path_var = std::env::join_paths(dirs).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        }
         let program = resolve_program(&spec.program, &path_var, &spec.cwd)
             .ok_or_else(|| ProcessError::ToolchainMissing { program: spec.program.clone() })?;
-
-        let mut command = tokio::process::Command::new(&program);
+        let (executable, args): (PathBuf, Vec<std::ffi::OsString>) = match &jail {
+            Some(jail) => jail.command(&program, &spec.args),
+            None => (program.clone(), spec.args.iter().map(Into::into).collect()),
+        };
+        let mut command = tokio::process::Command::new(&executable);
         command
-            .args(&spec.args)
+            .args(&args)
             .current_dir(&spec.cwd)
             .env_clear()
             .envs(&self.env)
@@ -211,10 +270,18 @@ impl ProcessRunner {
             .process_group(0);
         // The command has a group of its own (for timeouts), so a signal to the engine's group
         // does not reach it: it is killed when the engine dies instead (SIGKILL included).
+        if jail.is_some() {
+            command.env("HOME", crate::sandbox::SANDBOX_HOME).env("PATH", &path_var);
+        }
         let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+        let entering = jail.clone();
+        // SAFETY: only async-signal-safe calls (prctl, getppid; the jail's open, write,
+        // setrlimit) between fork and exec.
         unsafe {
             command.pre_exec(move || {
+                if let Some(jail) = &entering {
+                    jail.enter()?;
+                }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -252,7 +319,7 @@ impl ProcessRunner {
             _ = self.cancel.cancelled() => {
                 group.kill();
                 let _ = child.wait().await;
-                return Err(ProcessError::Failed { command: command_text, status: "cancelled".into(), stderr_tail: String::new(), retryable: false });
+                return Err(ProcessError::Failed { command: command_text, status: "cancelled".into(), stderr_tail: String::new(), retryable: false, offline: false });
             }
         };
         // The command is done: whatever it left running in its group goes too, so no
@@ -275,13 +342,17 @@ impl ProcessRunner {
             });
         }
         let stderr_tail = Vec::from(err.tail).join("\n");
+        if let Some(hit) = jail.as_ref().and_then(|jail| jail.limit_hit(&status)) {
+            return Err(ProcessError::ResourceLimit { command: command_text, limit: hit.limit, value: hit.value });
+        }
+        let offline = jail.as_ref().is_some_and(|jail| !jail.network);
         if !status.success() {
             let status = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
                 (Some(code), _) => format!("exit code {code}"),
                 (None, Some(signal)) => format!("signal {signal}"),
                 _ => "an unknown status".into(),
             };
-            return Err(ProcessError::Failed { command: command_text, status, stderr_tail, retryable: false });
+            return Err(ProcessError::Failed { command: command_text, status, stderr_tail, retryable: false, offline });
         }
         Ok(ProcessOutput { duration: started.elapsed(), stderr_tail, stdout: out.captured })
     }
@@ -405,8 +476,9 @@ mod tests {
 
     fn runner(dir: &Path) -> (ProcessRunner, crate::events::EventCollector) {
         let (events, collected) = EventEmitter::collecting("test-build");
+        let off = Arc::new(Sandbox::off());
         let runner =
-            ProcessRunner::new(dir.to_path_buf(), &[], BTreeMap::new(), events, CancellationToken::new(), 1 << 20);
+            ProcessRunner::new(dir.to_path_buf(), &[], BTreeMap::new(), events, CancellationToken::new(), 1 << 20, off);
         (runner, collected)
     }
 

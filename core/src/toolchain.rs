@@ -65,7 +65,8 @@ pub async fn versions(state_dir: &Path, cwd: &Path, tools: &[(&str, &[&str])]) -
     let mut out = BTreeMap::new();
     // Probes are the engine's business, not the build's: their output is not streamed.
     let (quiet, _) = EventEmitter::collecting("toolchain-probe");
-    let runner = ProcessRunner::new(cwd.to_path_buf(), &[], BTreeMap::new(), quiet, Default::default(), 1 << 16);
+    let off = std::sync::Arc::new(crate::sandbox::Sandbox::off());
+    let runner = ProcessRunner::new(cwd.to_path_buf(), &[], BTreeMap::new(), quiet, Default::default(), 1 << 16, off);
     for (tool, args) in tools {
         let Some(stamp) = stamp(tool) else { continue };
         if let Some((known, version)) = remembered.tools.get(*tool)

@@ -235,6 +235,8 @@ async fn scale(engine: &Engine, queue: &FarmQueue, name: &str, lead: Duration) -
         EventEmitter::new(format!("scale-{desired}"), None, None, None),
         CancellationToken::new(),
         engine.config().limits.max_log_bytes,
+        // The operator's own command, not an app's: it runs as configured.
+        std::sync::Arc::new(crate::sandbox::Sandbox::off()),
     );
     let spec = CommandSpec {
         program: argv[0].clone(),
@@ -242,6 +244,8 @@ async fn scale(engine: &Engine, queue: &FarmQueue, name: &str, lead: Duration) -
         cwd: dir,
         env: BTreeMap::new(),
         timeout: Some(SCALE_TIMEOUT),
+        network: true,
+        writable: Vec::new(),
     };
     runner.run(&spec).await?;
     tracing::info!("worker {name}: scaled to {desired} workers");

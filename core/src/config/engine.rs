@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::app::AppType;
-use super::{ConfigError, MonitoringConfig, NotificationsConfig, Parsed, QueueConfig, ServerConfig, parse_json};
+use super::{
+    ConfigError, MonitoringConfig, NotificationsConfig, Parsed, QueueConfig, SandboxConfig, ServerConfig, parse_json,
+};
 use crate::objects::{LocationField, ObjectLocation};
 
 /// The engine's configuration: the document's global build configuration plus our sections.
@@ -25,6 +27,7 @@ pub struct EngineConfig {
     pub monitoring: MonitoringConfig,
     pub server: ServerConfig,
     pub notifications: NotificationsConfig,
+    pub sandbox: SandboxConfig,
 }
 
 impl EngineConfig {
@@ -111,6 +114,7 @@ impl EngineConfig {
         self.queue.validate(file)?;
         self.monitoring.validate(file)?;
         self.server.validate(file)?;
+        self.sandbox.validate(file)?;
         self.notifications.validate(file)?;
         let mut names = std::collections::HashSet::new();
         for (i, destination) in self.storage.deploy.iter().enumerate() {
@@ -212,6 +216,13 @@ pub struct PlatformsConfig {
     pub flutter: PlatformConfig,
     #[serde(rename = "static")]
     pub static_site: PlatformConfig,
+}
+
+impl PlatformsConfig {
+    /// The SDK directories configured (a sandboxed command may read them).
+    pub fn sdk_paths(&self) -> Vec<std::path::PathBuf> {
+        [&self.javascript, &self.flutter, &self.static_site].iter().filter_map(|p| p.sdk_path.clone()).collect()
+    }
 }
 
 impl Default for PlatformsConfig {

@@ -153,6 +153,7 @@ mod engine;
 mod monitoring;
 mod notifications;
 mod queue;
+mod sandbox;
 mod server;
 
 pub use app::*;
@@ -160,6 +161,7 @@ pub use engine::*;
 pub use monitoring::*;
 pub use notifications::*;
 pub use queue::*;
+pub use sandbox::*;
 pub use server::*;
 
 #[cfg(test)]

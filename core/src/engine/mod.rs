@@ -207,6 +207,11 @@ impl EngineSetup {
                 platforms: Arc::new(self.platforms),
                 work_root: dirs.work.clone(),
                 state_dir: dirs.cache.clone(),
+                sandbox: Arc::new(crate::sandbox::Sandbox::new(
+                    &config.sandbox,
+                    crate::config::SandboxMode::Auto,
+                    config.platforms.sdk_paths(),
+                )),
             },
             dirs,
             pipeline: self.pipeline,

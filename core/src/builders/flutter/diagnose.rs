@@ -115,6 +115,7 @@ pub fn classify_failure(command: &str, status: &str, stderr: &str) -> Error {
             status: status.into(),
             stderr_tail: stderr.into(),
             retryable: false,
+            offline: false,
         }
         .into()
     }

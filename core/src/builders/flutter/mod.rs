@@ -106,6 +106,9 @@ impl FlutterBuilder {
             cwd: project.to_path_buf(),
             env: BTreeMap::from([("PUB_CACHE".to_string(), project.join(PUB_CACHE_DIR).display().to_string())]),
             timeout: None,
+            // pub get fetches packages; a build's gradle resolves its dependencies.
+            network: true,
+            writable: Vec::new(),
         };
         match ctx.runner(project).run(&spec).await {
             Ok(_) => Ok(()),

@@ -203,6 +203,9 @@ async fn install_timed(
         let mut spec = CommandSpec::from_command_line("npm", &dir).expect("a plain word splits");
         spec.args = args.iter().map(|a| a.to_string()).collect();
         spec.env = env.clone();
+        // Dependency installs fetch (and allow-listed install scripts may), into npm's cache.
+        spec.network = true;
+        spec.writable = vec![npm_cache.clone()];
         spec
     };
     // --install-links: `file:` packages are copied, not symlinked out of the build dir.
