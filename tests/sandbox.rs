@@ -191,6 +191,10 @@ fn limits_stop_a_command_with_their_own_code() {
             &["python3", "-c", "b = bytearray(512 * 1024 * 1024); print(len(b))"],
         ),
     ];
+    // Another build runs meanwhile, and is not affected.
+    let neighbour = bench.app("neighbour", &["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 0.25; done"]);
+    let beside =
+        bench.command(&required()).args(["build", "--json"]).arg(&neighbour).stdout(Stdio::piped()).spawn().unwrap();
     for (limit, limits, hook) in cases {
         let app = bench.app(&format!("limit-{}", limit.to_lowercase()), hook);
         let result = bench.build(&limited(limits.clone()), &app);
@@ -199,6 +203,9 @@ fn limits_stop_a_command_with_their_own_code() {
         assert!(error["message"].as_str().unwrap().contains(limit), "{limit}: {error}");
         assert!(error["hint"].as_str().unwrap().contains(&format!("sandbox.limits.{limit}")), "{error}");
     }
+    let out = beside.wait_with_output().unwrap();
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "succeeded", "the neighbour: {result}");
     // Nothing of the fork bomb is left running.
     std::thread::sleep(Duration::from_millis(300));
     let ps = Command::new("pgrep").args(["-f", "sleep 7.25"]).output().unwrap();
@@ -239,4 +246,84 @@ fn without_bubblewrap_required_fails_and_auto_warns() {
         (doctor["sandbox"]["available"].as_bool(), doctor["sandbox"]["tool"].as_str()),
         (Some(true), Some("bwrap"))
     );
+}
+
+#[test]
+fn an_allow_listed_postinstall_is_contained_like_a_hook() {
+    let bench = Bench::new();
+    std::fs::create_dir_all(bench.cache()).unwrap();
+    std::fs::write(bench.cache().join("planted"), "cache-secret").unwrap();
+    std::fs::write(bench.home().join(".secret"), "home-secret").unwrap();
+    // A file in the engine's cache: the write lands, if anywhere, in the sandbox's own
+    // filesystem, never in the host's cache.
+    let marker = bench.cache().join("planted-by-postinstall");
+    let app = bench.root.path().join("apps/js");
+    std::fs::create_dir_all(app.join("src")).unwrap();
+    std::fs::create_dir_all(app.join("evil")).unwrap();
+    let config = json!({"name": "js", "appType": "javascript",
+        "buildConfig": {"javascript": {"allowScripts": ["evil"]}}});
+    std::fs::write(app.join("workz.json"), config.to_string()).unwrap();
+    std::fs::write(
+        app.join("package.json"),
+        json!({"name": "js", "version": "1.0.0", "dependencies": {"evil": "file:./evil"}}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(app.join("src/main.js"), "import verdict from 'evil/verdict.js';\ndocument.title = verdict;\n")
+        .unwrap();
+    std::fs::write(app.join("index.html"), "<!doctype html><script type=module src=./src/main.js></script>").unwrap();
+    std::fs::write(
+        app.join("evil/package.json"),
+        json!({"name": "evil", "version": "1.0.0", "scripts": {"postinstall": "node probe.js"}}).to_string(),
+    )
+    .unwrap();
+    // The install script tries to read the secrets and plant a file on the host, then says
+    // what it managed in a module the app bundles.
+    let probe = format!(
+        r#"const fs = require('fs');
+const tries = {{ home: {home:?}, cache: {cache:?}, shadow: '/etc/shadow' }};
+const read = Object.entries(tries).filter(([, p]) => {{ try {{ fs.readFileSync(p); return true; }} catch {{ return false; }} }}).map(([k]) => k);
+let wrote = true;
+try {{ fs.writeFileSync({marker:?}, 'x'); }} catch {{ wrote = false; }}
+fs.writeFileSync('verdict.js', `export default "postinstall ran: read [${{read}}] wrote ${{wrote}}";`);
+"#,
+        home = bench.home().join(".secret").display().to_string(),
+        cache = bench.cache().join("planted").display().to_string(),
+        marker = marker.display().to_string(),
+    );
+    std::fs::write(app.join("evil/probe.js"), probe).unwrap();
+    let result = bench.build(&required(), &app);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let release = PathBuf::from(result["artifacts"]["path"].as_str().unwrap());
+    let bundled: String = walk(&release)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "js"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(bundled.contains("postinstall ran: read [] wrote"), "{bundled}");
+    assert!(!marker.exists(), "the postinstall planted a file in the engine's cache");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+#[test]
+fn a_hook_that_daemonises_or_kills_its_parent_leaves_nothing_running() {
+    let bench = Bench::new();
+    let daemon =
+        bench.app("daemon", &["sh", "-c", "setsid sh -c 'sleep 9.75 & sleep 9.75' & (sleep 9.75 &) ; echo started"]);
+    let result = bench.build(&required(), &daemon);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let parent_killer = bench.app("patricide", &["sh", "-c", "(sleep 9.75 &); kill -9 $PPID; echo survived"]);
+    let started = std::time::Instant::now();
+    let result = bench.build(&required(), &parent_killer);
+    assert!(started.elapsed() < Duration::from_secs(9), "the build waited for its hook: {result}");
+    std::thread::sleep(Duration::from_millis(300));
+    let ps = Command::new("pgrep").args(["-f", "sleep 9.75"]).output().unwrap();
+    assert!(ps.stdout.is_empty(), "left running: {}", String::from_utf8_lossy(&ps.stdout));
 }

@@ -458,6 +458,8 @@ pub const ALL_CODES: &[&str] = &[
     "process_spawn_failed",
     "process_failed",
     "process_timed_out",
+    "resource_limit_exceeded",
+    "sandbox_unavailable",
     "validation_failed",
     "unsupported_app_type",
     "unsupported_target",
@@ -502,6 +504,7 @@ pub const WARNING_CODES: &[&str] = &[
     "security_warning",
     "dependencies_not_locked",
     "asset_format_unsupported",
+    "sandbox_unavailable",
 ];
 
 #[cfg(test)]
