@@ -30,6 +30,10 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
+# With bubblewrap working, every suite's builds run sandboxed (the engine's default "auto" mode
+# sandboxes when it can): check it does, rather than let them pass unsandboxed.
+bwrap --ro-bind / / --unshare-all --die-with-parent true \
+  || { echo "bubblewrap cannot make namespaces here: the suites would run unsandboxed" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 # An S3-compatible server for the object-store tier (tests/remote_cache.rs starts its own on a
 # free loopback port): moto's, from PyPI, in a virtualenv outside the checkout.

@@ -329,24 +329,37 @@ async fn hostile_sources_fail_with_codes_and_write_nothing_outside() {
     assert!(!world.path().join("artifacts/evil").exists(), "nothing published");
 }
 
-/// A hook that starts a background child, records both pids, and hangs.
-fn hanging_app(world: &World, name: &str) -> (PathBuf, PathBuf) {
-    let pids = world.path().join(format!("{name}.pids"));
-    let hook = format!("sh -c 'sleep 300 & echo $! >> {0}; echo $$ >> {0}; wait'", pids.display());
+/// A hook that starts a background child and hangs; both carry a tag of their own in their
+/// command line, so that the host finds them whether the hook is sandboxed (its own PID
+/// namespace) or not. Returns the app and the tag.
+fn hanging_app(world: &World, name: &str) -> (PathBuf, String) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let tag = format!("sleep 300.{}{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+    let hook = format!("sh -c '{tag} & {tag}'");
     let app = world.app(
         name,
         serde_json::json!({"name": name, "appType": "static", "hooks": {"preBuild": [hook]}}),
         &[("index.html", "x")],
     );
-    (app, pids)
+    (app, tag)
 }
 
-fn recorded_pids(path: &Path) -> Vec<i32> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
+/// Host pids of the processes whose command line holds `tag` (the hook, its child, and the
+/// sandbox's processes around them), once there are at least two.
+async fn running_pids(tag: &str) -> Vec<i32> {
+    for _ in 0..250 {
+        let out = std::process::Command::new("pgrep").args(["-f", tag]).output().unwrap();
+        let pids: Vec<i32> =
+            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.len() >= 2 {
+            return pids;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the hook and its child never ran ({tag})");
 }
 
 fn assert_all_gone(pids: &[i32]) {
-    assert_eq!(pids.len(), 2, "both the hook and its child recorded their pids: {pids:?}");
     for pid in pids {
         assert!(workz_build::testing::wait_until_gone(*pid, Duration::from_secs(5)), "process {pid} was left running");
     }
@@ -361,11 +374,12 @@ async fn a_hanging_hook_is_killed_at_the_timeout_with_its_children() {
     request.timeout = Some(2);
     let mut handle = engine.submit(request, None);
     let mut events = handle.take_events().unwrap();
+    let running = running_pids(&pids).await;
     let result = handle.wait().await;
     assert_eq!(result.status, BuildStatus::TimedOut);
     assert_eq!(error_code(&result), "timed_out");
     assert!(result.error.as_ref().unwrap().hint.is_some());
-    assert_all_gone(&recorded_pids(&pids));
+    assert_all_gone(&running);
     assert!(world.leftovers().is_empty(), "build dir removed: {:?}", world.leftovers());
     let mut saw_warning = false;
     while let Ok(record) = events.try_recv() {
@@ -388,18 +402,12 @@ async fn a_cancelled_build_kills_its_processes_and_cleans_up() {
             break;
         }
     }
-    // Let the hook write its pids before cancelling.
-    for _ in 0..100 {
-        if recorded_pids(&pids).len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let running = running_pids(&pids).await;
     handle.cancel();
     let result = handle.wait().await;
     assert_eq!(result.status, BuildStatus::Cancelled);
     assert_eq!(error_code(&result), "cancelled");
-    assert_all_gone(&recorded_pids(&pids));
+    assert_all_gone(&running);
     assert!(world.leftovers().is_empty(), "{:?}", world.leftovers());
 }
 
@@ -585,11 +593,10 @@ async fn the_queue_bounds_concurrency_and_reports_depth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_run_on_a_miss_only_and_cannot_reach_a_shell() {
     let world = World::new();
-    let marker = world.path().join("hook-runs");
     let app = world.app(
         "hooked",
         serde_json::json!({"name": "hooked", "appType": "static", "hooks": {
-            "preBuild": [format!("sh -c 'echo run >> {}; echo generated > gen.txt'", marker.display())],
+            "preBuild": ["sh -c 'echo $WORKZ_BUILD_ID > gen.txt'"],
             "postBuild": ["echo done ; touch /tmp/should-not-exist-workz"]
         }}),
         &[("index.html", "x")],
@@ -600,7 +607,9 @@ async fn hooks_run_on_a_miss_only_and_cannot_reach_a_shell() {
     assert!(first.artifacts.as_ref().unwrap().files.iter().any(|f| f.path == "gen.txt"), "hook output published");
     let second = engine.build(BuildRequest::directory(&app)).await;
     assert!(second.cache.hit);
-    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1, "the hook ran once");
+    // The hit published what the first build's hook generated: the hook ran once.
+    let generated = std::path::Path::new(&second.artifacts.as_ref().unwrap().path).join("gen.txt");
+    assert_eq!(std::fs::read_to_string(generated).unwrap().trim(), first.build_id, "the hook ran once");
     assert!(!Path::new("/tmp/should-not-exist-workz").exists());
 }
 
@@ -610,16 +619,11 @@ async fn dropping_the_engine_cancels_its_builds() {
     let (app, pids) = hanging_app(&world, "dropped");
     let engine = world.engine();
     let handle = engine.submit(BuildRequest::directory(&app), None);
-    for _ in 0..200 {
-        if recorded_pids(&pids).len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let running = running_pids(&pids).await;
     drop(engine);
     let result = handle.wait().await;
     assert_eq!(result.status, BuildStatus::Cancelled);
-    assert_all_gone(&recorded_pids(&pids));
+    assert_all_gone(&running);
 }
 
 /// A stage with a bug.

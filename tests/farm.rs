@@ -238,7 +238,9 @@ fn a_worker_stopped_past_its_lease_publishes_nothing_when_it_resumes() {
 
 #[test]
 fn a_job_that_kills_its_worker_every_time_is_dead_lettered() {
-    let mut farm = Farm::start(json!({"buildSystem": {"retryAttempts": 1}}));
+    // Sandboxed, a hook cannot reach its worker (tests/sandbox.rs): the sandbox is off here so
+    // that the poison can kill whoever takes it, as a crashing tool chain would.
+    let mut farm = Farm::start(json!({"buildSystem": {"retryAttempts": 1}, "sandbox": {"mode": "none"}}));
     let site = app(farm.root.path(), "poison", &["sh -c 'kill -9 $PPID'"]);
     let id = json_of(&farm.submit(&site, &["--json"]))["build_id"].as_str().unwrap().to_string();
     let healthy = app(farm.root.path(), "healthy", &[]);

@@ -28,8 +28,9 @@ impl World {
         self.dir.path().join("sdk")
     }
 
+    /// In the SDK's `bin/cache`, the one place of the SDK a sandboxed Flutter may write.
     fn log(&self) -> PathBuf {
-        self.dir.path().join("argv.jsonl")
+        self.sdk().join("bin/cache/argv.jsonl")
     }
 
     /// Set the stand-in's behaviour (version, fail, hang, no_artifact); the log is always kept.
@@ -382,19 +383,32 @@ async fn settings_the_sdk_cannot_honour_and_a_missing_pubspec_fail_before_any_wo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_build_is_killed_at_the_timeout_with_its_children() {
     let world = World::new("3.16.9");
-    let pids = world.dir.path().join("pids");
-    world.configure(serde_json::json!({"hang": true, "pids": pids.display().to_string()}));
+    // A tag of this test's own in the stand-in's command lines: the host finds its processes.
+    let tag = format!("300.{}", std::process::id());
+    world.configure(serde_json::json!({"hang": true, "hang_tag": tag}));
     let app = world.app("hang", serde_json::json!({}));
     let mut request = BuildRequest::directory(&app);
     request.target = Some("web".into());
     request.timeout = Some(3);
     let started = std::time::Instant::now();
+    let pattern = format!("^sleep {tag}$");
+    let watcher = std::thread::spawn(move || {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            let out = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
+            seen.extend(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            if seen.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        seen
+    });
     let result = world.engine().build(request).await;
     assert_eq!(result.status, BuildStatus::TimedOut, "{:?}", result.error);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
-    let recorded: Vec<i32> =
-        std::fs::read_to_string(&pids).unwrap().lines().filter_map(|l| l.trim().parse().ok()).collect();
-    assert_eq!(recorded.len(), 2, "the stand-in and its child recorded their pids");
+    let recorded = watcher.join().unwrap();
+    assert_eq!(recorded.len(), 2, "the stand-in and its child were seen running");
     for pid in recorded {
         assert!(
             workz_build::testing::wait_until_gone(pid, std::time::Duration::from_secs(5)),

@@ -30,7 +30,8 @@ async fn android_builds_one_apk_per_abi_and_a_bundle_with_mapped_platforms() {
     std::fs::create_dir_all(sdk.join("bin/cache")).unwrap();
     std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/flutter/flutter"), sdk.join("bin/flutter"))
         .unwrap();
-    let log = root.join("argv.jsonl");
+    // In the SDK's bin/cache, where a sandboxed Flutter may write.
+    let log = sdk.join("bin/cache/argv.jsonl");
     std::fs::write(sdk.join("bin/standin.json"), serde_json::json!({"version": "3.24.0", "log": log}).to_string())
         .unwrap();
     std::fs::write(sdk.join("bin/cache/flutter.version.json"), r#"{"frameworkVersion": "3.24.0"}"#).unwrap();

@@ -318,6 +318,8 @@ impl BuildContext {
             self.config.limits.max_log_bytes,
             self.services.sandbox.clone(),
         )
+        // Bundlers write where the build's output goes.
+        .writing(self.output_dir.iter().cloned().collect())
     }
 
     /// The host variables the builder says this target's toolchain needs.

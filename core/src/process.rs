@@ -191,6 +191,8 @@ pub struct ProcessRunner {
     cancel: CancellationToken,
     max_log_bytes: u64,
     sandbox: Arc<Sandbox>,
+    /// Host directories every command may write besides the build directory.
+    writable: Vec<PathBuf>,
 }
 
 impl ProcessRunner {
@@ -211,7 +213,13 @@ impl ProcessRunner {
             }
         }
         env.extend(extra_env);
-        ProcessRunner { build_dir, env, events, cancel, max_log_bytes, sandbox }
+        ProcessRunner { build_dir, env, events, cancel, max_log_bytes, sandbox, writable: Vec::new() }
+    }
+
+    /// The same runner, its commands also writing `dirs`.
+    pub fn writing(mut self, dirs: Vec<PathBuf>) -> ProcessRunner {
+        self.writable = dirs;
+        self
     }
 
     pub fn build_dir(&self) -> &Path {
@@ -235,7 +243,7 @@ impl ProcessRunner {
         let command_text = spec.display();
         let confinement = self
             .sandbox
-            .confine(&self.build_dir, &spec.cwd, spec.network, &spec.writable)
+            .confine(&self.build_dir, &spec.cwd, spec.network, &[&self.writable[..], &spec.writable[..]].concat())
             .map_err(|reason| ProcessError::SandboxUnavailable { command: command_text.clone(), reason })?;
         let jail = match confinement {
             Confinement::Sandboxed(jail) => Some(Arc::new(jail)),

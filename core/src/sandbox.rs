@@ -41,6 +41,16 @@ const ETC: &[&str] = &[
 /// Top-level directories that are links into `/usr` on merged-/usr systems, or directories.
 const SYSTEM_DIRS: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 
+/// The SDKs the host's environment names (Android SDK, JDK): a sandboxed build reads them.
+fn toolchain_dirs() -> Vec<PathBuf> {
+    ["ANDROID_HOME", "ANDROID_SDK_ROOT", "JAVA_HOME"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .collect()
+}
+
 /// What `doctor` says of the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxProbe {
@@ -121,6 +131,9 @@ pub struct Sandbox {
     limits: SandboxLimits,
     /// Directories of the host a command may read besides the system's (SDKs).
     readable: Vec<PathBuf>,
+    /// Directories of those it may also write (the Flutter SDK's `bin/cache`: the tool takes
+    /// its lock and keeps its artifacts there, and will not run without it).
+    tool_writable: Vec<PathBuf>,
     /// Per controller (`pids`, `memory`), the cgroup directory under which a command's own
     /// cgroup is made; empty where the host offers none that this process may write.
     cgroups: Cgroups,
@@ -139,7 +152,12 @@ pub enum Confinement {
 impl Sandbox {
     /// The sandbox `config` asks for (`default_mode` when it names none); `readable`: host
     /// directories commands may read (configured SDKs).
-    pub fn new(config: &SandboxConfig, default_mode: SandboxMode, readable: Vec<PathBuf>) -> Sandbox {
+    pub fn new(
+        config: &SandboxConfig,
+        default_mode: SandboxMode,
+        readable: Vec<PathBuf>,
+        tool_writable: Vec<PathBuf>,
+    ) -> Sandbox {
         let state = match config.mode_or(default_mode) {
             SandboxMode::None => {
                 tracing::info!("sandbox.mode is \"none\": build commands run unsandboxed");
@@ -157,7 +175,7 @@ impl Sandbox {
             }
         };
         let cgroups = if matches!(state, State::Bubblewrap(_)) { Cgroups::find() } else { Cgroups::default() };
-        Sandbox { state, network: config.network, limits: config.limits.clone(), readable, cgroups }
+        Sandbox { state, network: config.network, limits: config.limits.clone(), readable, tool_writable, cgroups }
     }
 
     /// No sandbox: the engine's own commands (tool version probes, the scale command).
@@ -167,6 +185,7 @@ impl Sandbox {
             network: SandboxNetwork::All,
             limits: SandboxLimits::default(),
             readable: Vec::new(),
+            tool_writable: Vec::new(),
             cgroups: Cgroups::default(),
         }
     }
@@ -211,12 +230,18 @@ impl Sandbox {
                 Err(_) => {}
             }
         }
-        for file in ETC.iter().map(Path::new).chain(self.readable.iter().map(PathBuf::as_path)) {
-            arg(&["--ro-bind-try".as_ref(), file.as_os_str(), file.as_os_str()]);
-        }
         arg(&["--proc".as_ref(), "/proc".as_ref(), "--dev".as_ref(), "/dev".as_ref()]);
+        // The private /tmp and /home first: what is bound below may live under them.
         arg(&["--tmpfs".as_ref(), "/tmp".as_ref(), "--tmpfs".as_ref(), "/home".as_ref()]);
         arg(&["--dir".as_ref(), SANDBOX_HOME.as_ref()]);
+        // The environment's SDKs as they are now (a worker's ANDROID_HOME may change).
+        let toolchains = toolchain_dirs();
+        for file in ETC.iter().map(Path::new).chain(self.readable.iter().chain(&toolchains).map(PathBuf::as_path)) {
+            arg(&["--ro-bind-try".as_ref(), file.as_os_str(), file.as_os_str()]);
+        }
+        for dir in &self.tool_writable {
+            arg(&["--bind-try".as_ref(), dir.as_os_str(), dir.as_os_str()]);
+        }
         arg(&["--bind".as_ref(), build_dir.as_os_str(), build_dir.as_os_str()]);
         for path in writable {
             std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
@@ -225,6 +250,7 @@ impl Sandbox {
         arg(&["--chdir".as_ref(), cwd.as_os_str()]);
         let mut visible: Vec<PathBuf> = ["/usr", "/bin", "/sbin", "/lib", "/lib64"].iter().map(PathBuf::from).collect();
         visible.extend(self.readable.iter().cloned());
+        visible.extend(toolchains);
         visible.push(build_dir.to_path_buf());
         let cgroups = self.cgroups.make(&self.limits);
         let memory_by_cgroup = cgroups.iter().any(|c| c.controller == "memory");

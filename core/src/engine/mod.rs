@@ -211,6 +211,7 @@ impl EngineSetup {
                     &config.sandbox,
                     crate::config::SandboxMode::Auto,
                     config.platforms.sdk_paths(),
+                    config.platforms.flutter.sdk_path.iter().map(|sdk| sdk.join("bin/cache")).collect(),
                 )),
             },
             dirs,

@@ -229,8 +229,10 @@ async fn install_timed(
     }
     if !js.allow_scripts.is_empty() {
         // Only the allow-listed packages get their install scripts run.
+        // --foreground-scripts: what the scripts print reaches the build's log.
         let mut args = vec!["rebuild".to_string()];
         args.extend(js.allow_scripts.iter().cloned());
+        args.push("--foreground-scripts".to_string());
         steps.push(args);
     }
     for args in steps {
