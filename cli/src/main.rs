@@ -185,7 +185,28 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
+/// A panic is a bug: the engine turns it into an `internal` error with a hint; a person sees
+/// one line saying so, and a backtrace only when they ask for one (`RUST_BACKTRACE`).
+fn quiet_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!(
+            "workz-build: internal error{location}: {message}\n  this is a bug: please report it with the command and its output (RUST_BACKTRACE=1 adds a backtrace)"
+        );
+    }));
+}
+
 fn main() {
+    quiet_panics();
     let code = run();
     // Everything is written and reported. Leaving through `_exit` skips the allocator's
     // at-exit sweep, which gave every heap page back to the kernel one `madvise` at a time

@@ -358,8 +358,11 @@ impl Jail {
 
 impl Drop for Jail {
     fn drop(&mut self) {
-        for cgroup in &self.cgroups {
-            cgroup.remove();
+        // Usually empty by now; one whose last process is still exiting is removed in the
+        // background, so that the build does not wait on the kernel.
+        let busy: Vec<Cgroup> = self.cgroups.drain(..).filter(|c| std::fs::remove_dir(&c.dir).is_err()).collect();
+        if !busy.is_empty() {
+            std::thread::spawn(move || busy.iter().for_each(Cgroup::remove));
         }
     }
 }

@@ -50,9 +50,63 @@ impl EngineConfig {
         EngineConfig::from_json(&path.display().to_string(), &text)
     }
 
+    /// Every numeric setting's range, inclusive (`docs/configuration.md` gives them):
+    /// durations stop at ten years, sizes at 1 PiB, counts where more would mean nothing, so
+    /// that no arithmetic on a config value can overflow.
+    pub fn numeric_ranges(&self) -> Vec<(&'static str, u64, u64, u64)> {
+        const WEEK: u64 = 7 * 24 * 3600;
+        const TEN_YEARS: u64 = 3660 * 24 * 3600;
+        const PIB: u64 = 1 << 50;
+        let (b, c, l, q, s) = (&self.build_system, &self.cache, &self.limits, &self.queue, &self.sandbox.limits);
+        let mut ranges = vec![
+            ("buildSystem.maxConcurrentBuilds", b.max_concurrent_builds as u64, 1, 4096),
+            ("buildSystem.buildTimeout", b.build_timeout, 1, WEEK),
+            ("buildSystem.retryAttempts", u64::from(b.retry_attempts), 0, 100),
+            ("buildSystem.cacheTTL", b.cache_ttl, 1, TEN_YEARS),
+            ("buildSystem.artifactRetention", b.artifact_retention, 0, TEN_YEARS),
+            ("cache.memory.maxBytes", c.memory.max_bytes, 0, PIB),
+            ("cache.memory.ttl", c.memory.ttl, 0, TEN_YEARS),
+            ("cache.filesystem.maxBytes", c.filesystem.max_bytes, 0, PIB),
+            ("limits.maxSourceFiles", l.max_source_files, 1, 100_000_000),
+            ("limits.maxFileBytes", l.max_file_bytes, 1, PIB),
+            ("limits.maxSourceBytes", l.max_source_bytes, 1, PIB),
+            ("limits.maxLogBytes", l.max_log_bytes, 0, PIB),
+            ("queue.leaseSeconds", q.lease_seconds, 5, 86_400),
+            ("queue.resultTTL", q.result_ttl, 1, 31_536_000),
+            ("queue.minWorkers", q.min_workers, 0, 100_000),
+            ("queue.maxWorkers", q.max_workers, 1, 100_000),
+            ("notifications.retryFor", self.notifications.retry_for, 0, 86_400),
+            ("server.maxUploadBytes", self.server.max_upload_bytes, 1024, 4 << 30),
+            ("sandbox.limits.processes", s.processes, 8, 1 << 22),
+            ("sandbox.limits.fileBytes", s.file_bytes, 1 << 20, PIB),
+            ("sandbox.limits.cpuSeconds", s.cpu_seconds, 1, TEN_YEARS),
+            ("sandbox.limits.memoryBytes", s.memory_bytes, 64 << 20, PIB),
+        ];
+        if let Some(warning) = b.build_timeout_warning {
+            ranges.push(("buildSystem.buildTimeoutWarning", warning, 1, WEEK));
+        }
+        if let Some(redis) = &c.redis {
+            ranges.push(("cache.redis.ttl", redis.ttl, 1, TEN_YEARS));
+            ranges.push(("cache.redis.maxBlobBytes", redis.max_blob_bytes, 0, 512 << 20));
+        }
+        ranges
+    }
+
     /// Check values that types alone cannot (ranges, relations).
     pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        for (path, value, min, max) in self.numeric_ranges() {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::invalid(file, path, format!("expected {min} to {max}, found {value}")));
+            }
+        }
         let b = &self.build_system;
+        if !(0.0..=3600.0).contains(&b.retry_backoff) {
+            return Err(ConfigError::invalid(
+                file,
+                "buildSystem.retryBackoff",
+                format!("expected 0 to 3600 seconds, found {}", b.retry_backoff),
+            ));
+        }
         if b.max_concurrent_builds == 0 {
             return Err(ConfigError::invalid(
                 file,

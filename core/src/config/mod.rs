@@ -339,6 +339,49 @@ mod tests {
     }
 
     #[test]
+    fn every_numeric_setting_out_of_its_range_is_config_invalid_naming_it() {
+        // A Redis tier configured, so that its settings are checked too.
+        let base = serde_json::json!({"cache": {"redis": {"url": "redis://127.0.0.1:6379/0"}}, "buildSystem": {"buildTimeoutWarning": 60}});
+        let config = EngineConfig::from_json("engine.json", &base.to_string()).unwrap().value;
+        let ranges = config.numeric_ranges();
+        assert!(ranges.len() >= 24, "{ranges:?}");
+        for (path, _, min, max) in ranges {
+            let mut values = vec![serde_json::json!(max + 1), serde_json::json!(u64::MAX), serde_json::json!(-1)];
+            if min > 0 {
+                values.push(serde_json::json!(min - 1));
+            }
+            for value in values {
+                let mut doc = base.clone();
+                let mut at = &mut doc;
+                let parts: Vec<&str> = path.split('.').collect();
+                for part in &parts[..parts.len() - 1] {
+                    at = at.as_object_mut().unwrap().entry(part.to_string()).or_insert(serde_json::json!({}));
+                }
+                at[parts[parts.len() - 1]] = value.clone();
+                // The warning must stay under the timeout: move it out of the way.
+                if path == "buildSystem.buildTimeout" {
+                    doc["buildSystem"].as_object_mut().unwrap().remove("buildTimeoutWarning");
+                }
+                let error = match EngineConfig::from_json("engine.json", &doc.to_string()) {
+                    Err(e) => e,
+                    Ok(_) => panic!("{path} = {value} was accepted"),
+                };
+                assert_eq!(error.code(), "config_invalid", "{path} = {value}: {error}");
+                let message = error.to_string();
+                let leaf = parts[parts.len() - 1];
+                assert!(message.contains(leaf), "{path} = {value}: {message}");
+            }
+        }
+        // The one a fuzzing run found: a timeout past what an Instant can hold.
+        let Err(error) =
+            EngineConfig::from_json("engine.json", r#"{"buildSystem": {"buildTimeout": 9223372036854775808}}"#)
+        else {
+            panic!("a timeout of 2^63 seconds was accepted");
+        };
+        assert!(error.to_string().contains("expected 1 to 604800"), "{error}");
+    }
+
+    #[test]
     fn slugs_are_path_safe() {
         assert_eq!(slug("My Workz App"), "my-workz-app");
         assert_eq!(slug("../../etc/passwd"), "etc-passwd");
