@@ -58,6 +58,8 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== fuzz, its seed shown (WORKZ_FUZZ_SEED and WORKZ_FUZZ_CASES replay a run)"
+cargo test -p workz-build --locked --test fuzz -- --nocapture
 echo "== cargo test -p workz-build --no-default-features (no JavaScript or Flutter builder compiled in)"
 cargo test -p workz-build --no-default-features --locked
 echo "== C ABI: C program (plain and under valgrind), PHP FFI"

@@ -3,7 +3,7 @@
 //! and built in-process. The property: a result or an error code — never a panic (`internal`),
 //! never a hang past the build timeout, never a write outside the engine's roots.
 //!
-//! Prints its seed and case count; `WORKZ_FUZZ_SEED=<seed> WORKZ_FUZZ_CASES=<n> cargo test -p
+//! Prints its seed and case count (scripts/test.sh runs it with --nocapture); `WORKZ_FUZZ_SEED=<seed> WORKZ_FUZZ_CASES=<n> cargo test -p
 //! workz-build --test fuzz -- --nocapture` replays a run.
 
 use std::path::{Path, PathBuf};
