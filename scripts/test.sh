@@ -57,7 +57,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked
+# test-hooks: the engine's panic point, so that what the CLI prints for a panic is tested.
+cargo test --workspace --locked --features workz-build-cli/test-hooks
 echo "== fuzz, its seed shown (WORKZ_FUZZ_SEED and WORKZ_FUZZ_CASES replay a run)"
 cargo test -p workz-build --locked --test fuzz -- --nocapture
 echo "== cargo test -p workz-build --no-default-features (no JavaScript or Flutter builder compiled in)"

@@ -428,3 +428,30 @@ fn the_performance_monitor_advises_on_a_dominant_install_and_flags_a_slow_build(
     assert_eq!(error["code"], "config_invalid", "{error}");
     assert!(error["message"].as_str().unwrap().contains("monitoring.thresholds.javascript_web"), "{error}");
 }
+
+/// A panic inside the engine (the test panic point; `scripts/test.sh` builds the CLI with
+/// `test-hooks`): the build ends `internal` with a hint, and a person sees one line on stderr,
+/// not Rust's panic message and backtrace, unless they ask for one.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_panic_is_one_line_for_a_person_and_a_backtrace_only_when_asked() {
+    let world = World::new();
+    let app = world.app("site", STATIC_APP);
+    let run = |backtrace: bool| {
+        let mut cmd = world.command();
+        cmd.env("WORKZ_BUILD_TEST_PANIC_AT", "build").env_remove("RUST_BACKTRACE");
+        if backtrace {
+            cmd.env("RUST_BACKTRACE", "1");
+        }
+        cmd.args(["build", "--json"]).arg(&app).output().unwrap()
+    };
+    let out = run(false);
+    let result = json(&out);
+    assert_eq!(result["error"]["code"], "internal", "{result}");
+    assert!(result["error"]["hint"].as_str().unwrap().contains("report"), "{result}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("internal error") && stderr.contains("this is a bug"), "{stderr}");
+    assert!(!stderr.contains("stack backtrace") && !stderr.contains("panicked at"), "{stderr}");
+    let stderr = String::from_utf8_lossy(&run(true).stderr).to_string();
+    assert!(stderr.contains("stack backtrace"), "{stderr}");
+}
