@@ -680,3 +680,17 @@ async fn an_app_file_named_like_the_release_manifest_is_refused_not_overwritten(
         "the app's file is untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_timeout_past_any_instant_is_bounded_not_a_panic() {
+    let world = World::new();
+    let app = world.app("bounded", serde_json::json!({"name": "bounded", "appType": "static"}), &[("index.html", "x")]);
+    let engine = world.engine();
+    for timeout in [0, u64::MAX, 9_223_372_036_854_775_808] {
+        let mut request = BuildRequest::directory(&app);
+        request.timeout = Some(timeout);
+        request.force = true;
+        let result = engine.build(request).await;
+        assert_eq!(result.status, BuildStatus::Succeeded, "timeout {timeout}: {:?}", result.error);
+    }
+}

@@ -248,8 +248,7 @@ fn no_input_makes_the_engine_panic_hang_or_write_outside_its_roots() {
                     Err(e) => {
                         *outcomes.entry(format!("request: {}", workz_build::ErrorCode::code(&e))).or_default() += 1
                     }
-                    Ok(mut options) => {
-                        options.timeout = options.timeout.map(|t| t.min(30));
+                    Ok(options) => {
                         let files: Option<Vec<(String, Vec<u8>)>> = None;
                         let request = workz_build::embed::request_of(app.to_str(), files, options).unwrap();
                         check(&sane, request, &format!("{what}: {doc}"));

@@ -530,8 +530,10 @@ async fn run_build(
     let submitted = Instant::now();
     let config = shared.services.config.clone();
     let (default_limit, default_warning) = config.timeouts();
-    let limit = request.timeout.map(Duration::from_secs).unwrap_or(default_limit);
-    let warning = if request.timeout.is_some() { limit * 2 / 3 } else { default_warning };
+    // A request's own timeout within the config's range (1 s to a week): no arithmetic on it
+    // can overflow.
+    let limit = request.timeout.map(|t| Duration::from_secs(t.clamp(1, 604_800))).unwrap_or(default_limit);
+    let warning = if request.timeout.is_some() { limit / 3 * 2 } else { default_warning };
     // Wait for a slot; a build cancelled while queued never starts.
     let gate = shared.gate.status();
     let position = gate.queued + usize::from(gate.running >= gate.max_concurrent);
