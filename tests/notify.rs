@@ -29,6 +29,17 @@ fn workz(root: &std::path::Path) -> Command {
     cmd
 }
 
+/// A static app `name` under `root` whose workz.json has `extra`'s keys too.
+fn static_app(root: &std::path::Path, name: &str, extra: Value) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = json!({"name": name, "appType": "static"});
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    std::fs::write(dir.join("workz.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("index.html"), format!("<h1>{name}</h1>")).unwrap();
+    dir
+}
+
 /// The receiver process, stopped when the test ends however it ends.
 struct Receiver(std::process::Child);
 
@@ -144,14 +155,7 @@ fn a_failure_rate_past_its_threshold_is_alerted_once_across_processes() {
     });
     let config_path = root.path().join("engine.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let app = |name: &str, hook: &str| {
-        let dir = root.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = json!({"name": name, "appType": "static", "hooks": {"preBuild": [hook]}});
-        std::fs::write(dir.join("workz.json"), config.to_string()).unwrap();
-        std::fs::write(dir.join("index.html"), format!("<h1>{name}</h1>")).unwrap();
-        dir
-    };
+    let app = |name: &str, hook: &str| static_app(root.path(), name, json!({"hooks": {"preBuild": [hook]}}));
     let (good, bad) = (app("good", "true"), app("bad", "false"));
     let mut ids = Vec::new();
     // Four good builds, a failed one (20 % of the last five), a good one: each its own process.
@@ -181,14 +185,7 @@ fn an_apps_own_webhooks_hear_of_its_builds_and_their_secret_is_stored_nowhere() 
     let log = root.path().join("received.jsonl");
     let (receiver, base) = start_receiver(&log);
     // No webhook in the engine config: only the app's.
-    let app = |name: &str, notifications: Value| {
-        let dir = root.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = json!({"name": name, "appType": "static", "notifications": notifications});
-        std::fs::write(dir.join("workz.json"), config.to_string()).unwrap();
-        std::fs::write(dir.join("index.html"), format!("<h1>{name}</h1>")).unwrap();
-        dir
-    };
+    let app = |name: &str, notifications: Value| static_app(root.path(), name, json!({"notifications": notifications}));
     let own = app("own", json!({"webhooks": [{"url": format!("{base}/ok"), "secret": SECRET}]}));
     let quiet = app("quiet", json!({}));
     let build = |dir: &std::path::Path| {

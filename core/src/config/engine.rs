@@ -107,20 +107,6 @@ impl EngineConfig {
                 format!("expected 0 to 3600 seconds, found {}", b.retry_backoff),
             ));
         }
-        if b.max_concurrent_builds == 0 {
-            return Err(ConfigError::invalid(
-                file,
-                "buildSystem.maxConcurrentBuilds",
-                "expected an integer of at least 1, found 0",
-            ));
-        }
-        if b.build_timeout == 0 {
-            return Err(ConfigError::invalid(
-                file,
-                "buildSystem.buildTimeout",
-                "expected a number of seconds of at least 1, found 0",
-            ));
-        }
         if let Some(w) = b.build_timeout_warning
             && w >= b.build_timeout
         {
@@ -129,16 +115,6 @@ impl EngineConfig {
                 "buildSystem.buildTimeoutWarning",
                 format!("expected fewer seconds than buildSystem.buildTimeout ({}), found {w}", b.build_timeout),
             ));
-        }
-        if !(b.retry_backoff.is_finite() && b.retry_backoff >= 0.0) {
-            return Err(ConfigError::invalid(
-                file,
-                "buildSystem.retryBackoff",
-                "expected a non-negative number of seconds",
-            ));
-        }
-        if self.limits.max_source_files == 0 {
-            return Err(ConfigError::invalid(file, "limits.maxSourceFiles", "expected at least 1"));
         }
         if let Some(redis) = &self.cache.redis {
             // Checked here so that a typo stops the engine at start, not a build midway.
@@ -152,13 +128,6 @@ impl EngineConfig {
                     ),
                 ));
             }
-            if redis.ttl == 0 {
-                return Err(ConfigError::invalid(
-                    file,
-                    "cache.redis.ttl",
-                    "expected a number of seconds of at least 1",
-                ));
-            }
         }
         if let Some((key, message)) =
             self.cache.remote.as_ref().and_then(|remote| location_problem("cache.remote", &remote.location()))
@@ -168,7 +137,6 @@ impl EngineConfig {
         self.queue.validate(file)?;
         self.monitoring.validate(file)?;
         self.server.validate(file)?;
-        self.sandbox.validate(file)?;
         self.notifications.validate(file)?;
         let mut names = std::collections::HashSet::new();
         for (i, destination) in self.storage.deploy.iter().enumerate() {

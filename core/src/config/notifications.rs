@@ -46,13 +46,7 @@ impl std::fmt::Debug for WebhookConfig {
 
 impl NotificationsConfig {
     pub(crate) fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        if self.retry_for > 86_400 {
-            return Err(ConfigError::invalid(
-                file,
-                "notifications.retryFor",
-                format!("expected 0 to 86400 seconds, found {}", self.retry_for),
-            ));
-        }
+        // retryFor's range is in EngineConfig::numeric_ranges.
         validate_webhooks(&self.webhooks, file)
     }
 }

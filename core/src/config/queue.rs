@@ -66,20 +66,6 @@ impl QueueConfig {
             ));
         }
         let q = self;
-        if !(5..=86_400).contains(&q.lease_seconds) {
-            return Err(ConfigError::invalid(
-                file,
-                "queue.leaseSeconds",
-                format!("expected 5 to 86400 seconds, found {}", q.lease_seconds),
-            ));
-        }
-        if !(1..=31_536_000).contains(&q.result_ttl) {
-            return Err(ConfigError::invalid(
-                file,
-                "queue.resultTTL",
-                format!("expected 1 to 31536000 seconds, found {}", q.result_ttl),
-            ));
-        }
         if q.max_workers == 0 || q.min_workers > q.max_workers {
             return Err(ConfigError::invalid(
                 file,

@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
-
 /// Ours: every external command of a build (hooks, npm, bundlers, flutter) runs in a
 /// bubblewrap sandbox: its own mount, PID, IPC, UTS and network namespaces, the build
 /// directory the only writable place of the host, limits on processes, file size, CPU time
@@ -63,24 +61,5 @@ impl SandboxConfig {
     /// The mode in effect, `default` when the config names none.
     pub fn mode_or(&self, default: SandboxMode) -> SandboxMode {
         self.mode.unwrap_or(default)
-    }
-
-    pub(crate) fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        let limits = &self.limits;
-        for (key, value, min) in [
-            ("processes", limits.processes, 8),
-            ("fileBytes", limits.file_bytes, 1 << 20),
-            ("cpuSeconds", limits.cpu_seconds, 1),
-            ("memoryBytes", limits.memory_bytes, 64 << 20),
-        ] {
-            if value < min {
-                return Err(ConfigError::invalid(
-                    file,
-                    format!("sandbox.limits.{key}"),
-                    format!("expected at least {min}, found {value}"),
-                ));
-            }
-        }
-        Ok(())
     }
 }

@@ -55,13 +55,6 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     pub(crate) fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        if !(1024..=(4u64 << 30)).contains(&self.max_upload_bytes) {
-            return Err(ConfigError::invalid(
-                file,
-                "server.maxUploadBytes",
-                format!("expected 1024 to 4294967296 bytes, found {}", self.max_upload_bytes),
-            ));
-        }
         if self.token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::invalid(file, "server.token", "expected at least 16 characters"));
         }
