@@ -59,8 +59,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 # test-hooks: the engine's panic point, so that what the CLI prints for a panic is tested.
 cargo test --workspace --locked --features workz-build-cli/test-hooks
-echo "== fuzz, its seed shown (WORKZ_FUZZ_SEED and WORKZ_FUZZ_CASES replay a run)"
-cargo test -p workz-build --locked --test fuzz -- --nocapture
+echo "== fuzz once more, seeds shown (WORKZ_FUZZ_SEED and WORKZ_FUZZ_CASES replay a run)"
+scripts/fuzz.sh 1000 1
 echo "== cargo test -p workz-build --no-default-features (no JavaScript or Flutter builder compiled in)"
 cargo test -p workz-build --no-default-features --locked
 echo "== C ABI: C program (plain and under valgrind), PHP FFI"

@@ -262,8 +262,11 @@ fn without_target_every_configured_target_builds_and_reports_its_own_result() {
     // A Flutter app for three targets, built with the scripted stand-in SDK of tests/flutter.
     let sdk = world.path().join("sdk");
     std::fs::create_dir_all(sdk.join("bin/cache")).unwrap();
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/flutter/flutter"), sdk.join("bin/flutter"))
-        .unwrap();
+    std::fs::copy(
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../tests/flutter/flutter"),
+        sdk.join("bin/flutter"),
+    )
+    .unwrap();
     std::fs::write(sdk.join("bin/standin.json"), r#"{"version": "3.22.0"}"#).unwrap();
     std::fs::write(sdk.join("bin/cache/flutter.version.json"), r#"{"frameworkVersion": "3.22.0"}"#).unwrap();
     let config = world.path().join("engine.json");
@@ -392,7 +395,7 @@ fn the_performance_monitor_advises_on_a_dominant_install_and_flags_a_slow_build(
     let config = world.path().join("no-cache.json");
     std::fs::write(&config, r#"{"buildSystem": {"cacheEnabled": false}}"#).unwrap();
     let app = world.path().join("deps-app");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/js/deps-app"), &app);
+    copy_dir(&Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../tests/fixtures/js/deps-app"), &app);
     let out = world.run(&["--config", config.to_str().unwrap(), "build", app.to_str().unwrap(), "--json"]);
     let result = json(&out);
     assert_eq!(result["status"], "succeeded", "{result}");

@@ -4,7 +4,7 @@
 //! `$CARGO_TARGET_DIR/dashboard-screenshots`, or to `docs/images` with
 //! `WORKZ_UPDATE_SCREENSHOTS=1` (how the ones in docs/monitoring.md were made).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn chromium() -> PathBuf {
@@ -21,7 +21,9 @@ fn chromium() -> PathBuf {
 fn the_dashboard_shows_history_live_builds_the_queue_and_alerts_and_reconnects_after_a_restart() {
     let playwright = std::env::var("WORKZ_TEST_PLAYWRIGHT")
         .expect("WORKZ_TEST_PLAYWRIGHT must name an installed playwright-core package (scripts/test.sh installs it)");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    // Read at run time: a test binary built from another checkout sharing the target dir is reused.
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let repo = manifest.parent().unwrap();
     let shots = if std::env::var_os("WORKZ_UPDATE_SCREENSHOTS").is_some() {
         repo.join("docs/images")
     } else {

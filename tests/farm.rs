@@ -539,7 +539,7 @@ fn a_job_goes_to_the_free_worker_that_holds_its_dependencies() {
     let mut farm = Farm::start(json!({}));
     farm.worker("holder");
     let shop = farm.root.path().join("shop");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/js/deps-app"), &shop);
+    copy_dir(&Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../tests/fixtures/js/deps-app"), &shop);
     let first = json_of(&farm.submit(&shop, &["--wait", "--json"]));
     assert_eq!((first["status"].as_str(), first["worker"].as_str()), (Some("succeeded"), Some("holder")), "{first}");
     assert_eq!(first["placement"]["reason"], "only free worker", "{first}");
@@ -570,7 +570,7 @@ fn a_job_goes_to_the_free_worker_that_holds_its_dependencies() {
     }
     // A job with other dependencies: both score alike, and it does not wait for anyone.
     let other = farm.root.path().join("other");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/js/version-v1"), &other);
+    copy_dir(&Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../tests/fixtures/js/version-v1"), &other);
     let result = json_of(&farm.submit(&other, &["--wait", "--json"]));
     assert_eq!(result["status"], "succeeded", "{result}");
     assert_eq!(result["placement"]["scores"].as_object().unwrap().len(), 2, "{result}");

@@ -28,8 +28,11 @@ async fn android_builds_one_apk_per_abi_and_a_bundle_with_mapped_platforms() {
     // The stand-in SDK.
     let sdk = root.join("sdk");
     std::fs::create_dir_all(sdk.join("bin/cache")).unwrap();
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/flutter/flutter"), sdk.join("bin/flutter"))
-        .unwrap();
+    std::fs::copy(
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../tests/flutter/flutter"),
+        sdk.join("bin/flutter"),
+    )
+    .unwrap();
     // In the SDK's bin/cache, where a sandboxed Flutter may write.
     let log = sdk.join("bin/cache/argv.jsonl");
     std::fs::write(sdk.join("bin/standin.json"), serde_json::json!({"version": "3.24.0", "log": log}).to_string())

@@ -12,25 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use workz_build::{BuildRequest, Engine, EngineConfig};
 
-/// xorshift64*: small, seedable, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+#[path = "support/fuzzing.rs"]
+mod fuzzing;
+use fuzzing::{Rng, snapshot};
 
 /// Values a careless or hostile user writes.
 fn value(rng: &mut Rng) -> Value {
@@ -86,6 +70,22 @@ fn mutate(doc: &Value, rng: &mut Rng) -> Value {
         } else if let Value::Object(map) = at {
             map.insert(leaf, new);
         }
+    }
+    doc
+}
+
+/// `doc` with one to three numeric settings at an end of their documented range: accepted, so
+/// that the arithmetic on extreme values runs.
+fn extremes(doc: &Value, rng: &mut Rng) -> Value {
+    let ranges = EngineConfig::default().numeric_ranges();
+    let mut doc = doc.clone();
+    for _ in 0..1 + rng.below(3) {
+        let (path, _, min, max) = *rng.pick(&ranges);
+        let mut at = &mut doc;
+        for part in path.split('.') {
+            at = &mut at[part];
+        }
+        *at = json!(if rng.below(2) == 0 { min } else { max });
     }
     doc
 }
@@ -165,32 +165,12 @@ fn zip_like(rng: &mut Rng) -> Vec<u8> {
     bytes
 }
 
-/// Every file under `dir`, to see that nothing outside the roots changed.
-fn snapshot(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() && !path.is_symlink() {
-                out.extend(snapshot(&path));
-            }
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn no_input_makes_the_engine_panic_hang_or_write_outside_its_roots() {
-    let seed: u64 = std::env::var("WORKZ_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
-    let cases: usize = std::env::var("WORKZ_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let (mut rng, seed, cases) = Rng::from_env(1000);
     println!(
         "fuzz: seed {seed}, {cases} cases (replay: WORKZ_FUZZ_SEED={seed} WORKZ_FUZZ_CASES={cases} cargo test -p workz-build --test fuzz -- --nocapture)"
     );
-    let mut rng = Rng(seed);
     let roots = Roots::new();
     // A directory beside the roots: nothing may appear or vanish there.
     let outside = tempfile::tempdir().unwrap();
@@ -211,7 +191,8 @@ fn no_input_makes_the_engine_panic_hang_or_write_outside_its_roots() {
         match kind {
             // The engine config.
             0 => {
-                let doc = mutate(&base_engine, &mut rng);
+                let doc =
+                    if rng.below(2) == 0 { mutate(&base_engine, &mut rng) } else { extremes(&base_engine, &mut rng) };
                 let outcome = match workz_build::EngineConfig::from_json("engine.json", &doc.to_string()) {
                     Err(e) => format!("config: {}", workz_build::ErrorCode::code(&e)),
                     Ok(parsed) => {
@@ -258,17 +239,20 @@ fn no_input_makes_the_engine_panic_hang_or_write_outside_its_roots() {
             }
             // An upload to the service: a tar or zip archive with bytes flipped, cut or grown.
             3 => {
-                let mut archive = if rng.below(2) == 0 { tar_archive(&mut rng) } else { zip_like(&mut rng) };
-                for _ in 0..1 + rng.below(8) {
-                    match rng.below(3) {
-                        0 if !archive.is_empty() => {
-                            let at = rng.below(archive.len());
-                            archive[at] = rng.next() as u8;
-                        }
-                        1 => archive.truncate(rng.below(archive.len() + 1)),
-                        _ => archive.extend((0..rng.below(600)).map(|_| rng.next() as u8)),
+                let archive = match rng.below(3) {
+                    0 => {
+                        let tar = tar_archive(&mut rng);
+                        rng.retar(tar)
                     }
-                }
+                    1 => {
+                        let tar = tar_archive(&mut rng);
+                        rng.damage(tar)
+                    }
+                    _ => {
+                        let zip = zip_like(&mut rng);
+                        rng.damage(zip)
+                    }
+                };
                 let limits = workz_build::config::LimitsConfig::default();
                 let read = if archive.starts_with(b"PK") {
                     workz_build::source::files_from_zip(&archive, &limits)

@@ -9,7 +9,7 @@ use workz_build::events::BuildEvent;
 use workz_build::{BuildRequest, BuildResult, BuildStatus, Engine, EngineConfig, EventRecord};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/js").join(name)
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../tests/fixtures/js").join(name)
 }
 
 /// A scratch world with the engine's roots, and a private copy of a fixture app.

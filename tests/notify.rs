@@ -12,7 +12,8 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Start the receiver, logging to `log`: the process and its base URL.
 fn start_receiver(log: &std::path::Path) -> (Receiver, String) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/webhook_receiver.py");
+    let script = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../tests/support/webhook_receiver.py");
     let mut receiver =
         Receiver(Command::new("python3").arg(&script).arg(SECRET).arg(log).stdout(Stdio::piped()).spawn().unwrap());
     let mut port = String::new();

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use workz_build::{BuildRequest, BuildResult, BuildStatus, Engine, EngineConfig};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/real-world").join(name)
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../tests/fixtures/real-world").join(name)
 }
 
 /// Engine roots and private copies of the fixture apps.

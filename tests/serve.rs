@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "support/fuzzing.rs"]
+mod fuzzing;
+use fuzzing::{Rng, snapshot};
+
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 struct Server {
@@ -317,7 +321,7 @@ fn an_app_named_by_path_is_built_only_from_under_the_source_root() {
     let closed = Server::start(json!({}));
     let (status, body) = submit_path(&closed, "team/shop");
     assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_request")), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("server.sourceRoot"), "{body}");
+    assert!(body["error"]["hint"].as_str().unwrap().contains("server.sourceRoot"), "{body}");
 
     let server = Server::start(json!({"server": {"sourceRoot": apps.path()}}));
     let (status, body) = submit_path(&server, "team/shop");
@@ -349,8 +353,9 @@ fn hostile_and_oversized_uploads_are_refused_with_their_codes() {
     assert_eq!((status, body["error"]["code"].as_str()), (422, Some("source_path_invalid")), "{body}");
     assert!(!Path::new("/tmp/workz-serve-escape").exists());
     let big = tar(&[("workz.json", "file", "{}"), ("big.txt", "file", &"x".repeat(100_000))]);
-    let (status, _) = server.submit(&big);
-    assert_eq!(status, 413);
+    let (status, body) = server.submit(&big);
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("upload_too_large")), "{body}");
+    assert!(body["error"]["hint"].as_str().is_some_and(|h| h.contains("server.maxUploadBytes")), "{body}");
     let (status, body) = server.call("POST", "/api/builds", Some(TOKEN), "text/plain", b"{}");
     assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
 }
@@ -386,4 +391,173 @@ fn a_hundred_concurrent_submissions_each_finish_once_and_a_running_one_is_cancel
     assert_eq!(server.wait(&slow_id)["status"], "cancelled");
     let history = std::fs::read_to_string(server.root.path().join("cache/history/builds.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 101, "each build recorded once");
+}
+
+/// What a raw request brought back: the status, or `None` when the server closed without one.
+fn raw(address: &str, request: &[u8]) -> Option<u16> {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = stream.write_all(request);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).split_whitespace().nth(1).and_then(|s| s.parse().ok())
+}
+
+/// The HTTP API fuzzed from a seed (`WORKZ_FUZZ_SEED`, `WORKZ_FUZZ_CASES`): uploads (tar, gzip,
+/// zip) damaged or with hostile header fields, `{"path"}` bodies, query strings, ids, methods,
+/// content types, and requests that break HTTP itself. Every answer comes within 30 s; every
+/// refusal is JSON with a code and a hint, never `internal`; every accepted build ends with a
+/// result that is not `internal`; the server stays up and writes nothing outside its roots.
+#[test]
+fn fuzzed_requests_are_answered_with_codes_and_the_server_stays_up() {
+    let (mut rng, seed, cases) = Rng::from_env(1000);
+    let replay = format!(
+        "seed {seed}, {cases} cases (replay: WORKZ_FUZZ_SEED={seed} WORKZ_FUZZ_CASES={cases} cargo test -p workz-build-cli --test serve fuzzed -- --nocapture)"
+    );
+    println!("fuzz: {replay}");
+    let apps = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("keep.txt"), "keep").unwrap();
+    let shop = apps.path().join("shop");
+    std::fs::create_dir_all(&shop).unwrap();
+    std::fs::write(shop.join("workz.json"), json!({"name": "shop", "appType": "static"}).to_string()).unwrap();
+    std::fs::write(shop.join("index.html"), "<!doctype html><h1>shop</h1>").unwrap();
+    std::os::unix::fs::symlink(outside.path(), apps.path().join("out-link")).unwrap();
+    std::os::unix::fs::symlink("/etc", apps.path().join("etc-link")).unwrap();
+    let watched = [snapshot(outside.path()), snapshot(apps.path())];
+    let server = Server::start(json!({"server": {"sourceRoot": apps.path(), "maxUploadBytes": 65536}}));
+
+    let tar_app = site("fuzzed", &[]);
+    let gzip_app = {
+        let script = "import gzip, sys; sys.stdout.buffer.write(gzip.compress(sys.stdin.buffer.read()))";
+        let mut child =
+            Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(&tar_app).unwrap();
+        child.wait_with_output().unwrap().stdout
+    };
+    let zip_app = zip(&[
+        ("workz.json", "file", r#"{"name": "zipped", "appType": "static"}"#),
+        ("index.html", "file", "<h1>zipped</h1>"),
+        ("home.html", "symlink", "index.html"),
+    ]);
+    let types = [
+        "application/x-tar",
+        "application/gzip",
+        "application/zip",
+        "application/json",
+        "application/x-tar; charset=binary",
+        "text/plain",
+        "",
+        "application/json, application/zip",
+        "multipart/form-data; boundary=x",
+    ];
+    let paths = ["shop", "../", "out-link", "etc-link/passwd", "shop/../..", "/etc", "", ".", "shop\u{0}", "nope"];
+    let hostile = [json!(null), json!(7), json!(["shop"]), json!({"path": "shop"}), json!("x".repeat(5000))];
+    let ids = ["b1", "..", "%2e%2e", "%2F..%2Fetc", "%00", "%ZZ", "\u{20ac}", "a%20b"];
+    let mut accepted: Vec<String> = Vec::new();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for case in 0..cases {
+        let what = format!("case {case}, {replay}");
+        let (method, path, content_type, body): (&str, String, &str, Vec<u8>) = match rng.below(6) {
+            // An upload, damaged or with a hostile header field.
+            0 | 1 => {
+                let base = rng.pick(&[&tar_app, &gzip_app, &zip_app]).to_vec();
+                let body = if base == tar_app && rng.below(2) == 0 { rng.retar(base) } else { rng.damage(base) };
+                let mut query = Vec::new();
+                for _ in 0..rng.below(3) {
+                    query.push(match rng.below(4) {
+                        0 => format!("target={}", rng.pick(&["web", "android", "ios", "", "..%2Fx", "%00", "%ZZ"])),
+                        1 => format!("priority={}", rng.pick(&["0", "-1", "2147483648", "abc", "1e9", ""])),
+                        2 => format!("force={}", rng.pick(&["true", "false", "1", "yes", ""])),
+                        _ => "unknown=1&&=&%".to_string(),
+                    });
+                }
+                ("POST", format!("/api/builds?{}", query.join("&")), *rng.pick(&types), body)
+            }
+            // An app named by path.
+            2 => {
+                let body = match rng.below(3) {
+                    0 => json!({"path": rng.pick(&paths)}).to_string().into_bytes(),
+                    1 => json!({"path": rng.pick(&hostile)}).to_string().into_bytes(),
+                    _ => rng.damage(json!({"path": "shop"}).to_string().into_bytes()),
+                };
+                ("POST", "/api/builds".to_string(), "application/json", body)
+            }
+            // Any route, any method, any id, any query.
+            3 | 4 => {
+                let id = if !accepted.is_empty() && rng.below(2) == 0 {
+                    rng.pick(&accepted).clone()
+                } else {
+                    rng.pick(&ids).to_string()
+                };
+                let path = match rng.below(8) {
+                    0 => format!("/api/builds/{id}"),
+                    1 => format!("/api/builds/{id}/events"),
+                    2 => format!("/api/builds/{id}/logs"),
+                    3 => format!("/api/cache?pattern={}", rng.pick(&["*", "shop/*", "%5B", "", "**/..", "%00"])),
+                    4 => format!(
+                        "/build-metrics/historical?hours={}",
+                        rng.pick(&["1", "0", "-1", "18446744073709551615", "x"])
+                    ),
+                    5 => rng.pick(&["/api/queue", "/metrics", "/ws", "/", "/assets/%2e%2e/x"]).to_string(),
+                    6 => format!("/api/builds/{id}/{id}/{id}"),
+                    _ => "/api/builds".to_string(),
+                };
+                let method = *rng.pick(&["GET", "GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]);
+                (method, path, "", Vec::new())
+            }
+            // HTTP itself broken: lying lengths, bad chunks, garbage, huge headers.
+            _ => {
+                let request: Vec<u8> = match rng.below(4) {
+                    0 => format!("POST /api/builds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/x-tar\r\nContent-Length: 100000\r\n\r\nshort").into_bytes(),
+                    1 => format!("POST /api/builds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n").into_bytes(),
+                    2 => (0..rng.below(2000)).map(|_| rng.next() as u8).collect(),
+                    _ => format!("GET /api/queue HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(200_000)).into_bytes(),
+                };
+                let status = raw(&server.address, &request);
+                *outcomes.entry(format!("raw {status:?}")).or_default() += 1;
+                let (status, _) = server.json("GET", "/api/queue");
+                assert_eq!(status, 200, "{what}: the server does not answer after a broken request");
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let (status, answer) = server.call(method, &path, Some(TOKEN), content_type, &body);
+        assert!(started.elapsed() < Duration::from_secs(30), "{what}: {method} {path} took {:?}", started.elapsed());
+        assert_ne!(status, 500, "{what}: {method} {path}: {}", String::from_utf8_lossy(&answer));
+        let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        if status >= 400 {
+            let code = answer["error"]["code"].as_str().unwrap_or_default();
+            let hint = answer["error"]["hint"].as_str().unwrap_or_default();
+            assert!(
+                !code.is_empty() && !hint.is_empty(),
+                "{what}: {method} {path} ({content_type}) → {status} {answer}"
+            );
+            assert_ne!(code, "internal", "{what}: {method} {path} → {answer}");
+            *outcomes.entry(format!("{status} {code}")).or_default() += 1;
+        } else {
+            *outcomes.entry(status.to_string()).or_default() += 1;
+        }
+        if let Some(id) = answer["build_id"].as_str().filter(|_| status == 202 && method == "POST") {
+            accepted.push(id.to_string());
+        }
+    }
+    for id in &accepted {
+        let result = server.wait(id);
+        let code = result["error"]["code"].as_str().unwrap_or_default();
+        assert_ne!(code, "internal", "build {id}, {replay}: {result}");
+        *outcomes
+            .entry(format!("build {} {code}", result["status"].as_str().unwrap_or("?")).trim_end().to_string())
+            .or_default() += 1;
+    }
+    let mut server = server;
+    assert!(server.child.try_wait().unwrap().is_none(), "{replay}: the server exited");
+    assert_eq!(
+        [snapshot(outside.path()), snapshot(apps.path())],
+        watched,
+        "{replay}: a file outside the roots changed"
+    );
+    assert!(!Path::new("/tmp/workz-fuzz-escape").exists(), "{replay}");
+    println!("fuzz: {cases} cases, outcomes {outcomes:?}");
 }

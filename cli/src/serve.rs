@@ -57,8 +57,39 @@ type Kept = (BTreeMap<String, Arc<ServedBuild>>, VecDeque<String>);
 
 type Shared = Arc<Service>;
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+fn error(status: StatusCode, code: &str, message: impl Into<String>, hint: &str) -> Response {
+    (status, axum::Json(json!({"error": {"code": code, "message": message.into(), "hint": hint}}))).into_response()
+}
+
+/// axum's own refusals (a query or path that does not parse, an unknown route or method, a body
+/// over the limit) come as text or nothing: answered as JSON with a code and a hint, like ours.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (code, hint) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "docs/monitoring.md lists the service's routes"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "the Allow header lists this route's methods"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("upload_too_large", "archives are taken up to server.maxUploadBytes"),
+        _ => ("invalid_request", "docs/monitoring.md gives each route's parameters"),
+    };
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("refused").to_string(),
+        text => text.to_string(),
+    };
+    let mut answer = error(status, code, message, hint);
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
 /// Paths anyone may read: the dashboard's page and scripts, which hold no data.
@@ -86,8 +117,12 @@ async fn authorize(State(service): State<Shared>, request: axum::extract::Reques
     if open || bool::from(given.as_bytes().ct_eq(service.token.as_bytes())) {
         next.run(request).await
     } else {
-        let mut response =
-            error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid `Authorization: Bearer <token>` is needed");
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` is needed",
+            "send the service's token (server.token or WORKZ_API_TOKEN where it runs)",
+        );
         response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         response
     }
@@ -119,9 +154,8 @@ async fn submit(
         _ => Err(Box::new(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_request",
-            format!(
-                "send the app as a tar or zip archive (Content-Type: application/x-tar or application/zip), or {{\"path\"}} as application/json, not {kind:?}"
-            ),
+            format!("an app cannot be sent as {kind:?}"),
+            "send it as a tar or zip archive (Content-Type: application/x-tar or application/zip), or {\"path\"} as application/json",
         ))),
     };
     let source = match source {
@@ -192,7 +226,12 @@ async fn unpack(service: &Service, body: Bytes, read: ArchiveReader) -> Result<S
     match tokio::task::spawn_blocking(move || read(&body, &limits)).await {
         Ok(Ok(files)) => Ok(SourceSpec::Files(files)),
         Ok(Err(e)) => Err(Box::new(failure(&e))),
-        Err(e) => Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))),
+        Err(e) => Err(Box::new(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+            "a bug: please report it with the archive",
+        ))),
     }
 }
 
@@ -208,14 +247,16 @@ fn directory_under_root(service: &Service, body: &[u8]) -> Result<SourceSpec, Bo
         return Err(Box::new(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
-            "this service takes no paths: set server.sourceRoot to the directory whose apps it may build, or upload the app",
+            "this service takes no paths",
+            "set server.sourceRoot to the directory whose apps it may build, or upload the app",
         )));
     };
     let submission: PathSubmission = serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            format!("expected {{\"path\": \"<app dir under the source root>\"}}: {e}"),
+            format!("the body is not {{\"path\": \"…\"}}: {e}"),
+            "send {\"path\": \"<the app's directory under server.sourceRoot>\"}",
         )
     })?;
     let outside =
@@ -237,7 +278,12 @@ fn find(service: &Service, id: &str) -> Option<Arc<ServedBuild>> {
 }
 
 fn not_found(id: &str) -> Response {
-    error(StatusCode::NOT_FOUND, "build_not_found", format!("no build {id} was submitted to this service"))
+    error(
+        StatusCode::NOT_FOUND,
+        "build_not_found",
+        format!("no build {id} was submitted to this service"),
+        "the service keeps its last 10,000 builds; check the id",
+    )
 }
 
 /// `GET /api/builds/{id}`: the result once the build ended, else its state.
@@ -339,9 +385,9 @@ async fn queue(State(service): State<Shared>) -> Response {
         match service.engine.farm().await {
             Ok(farm) => match farm.queue.farm_status(q.min_workers, q.max_workers).await {
                 Ok(status) => body["farm"] = serde_json::to_value(status).unwrap_or(Value::Null),
-                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string()),
+                Err(e) => return failure(&e),
             },
-            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string()),
+            Err(e) => return failure(&e),
         }
     }
     axum::Json(body).into_response()
@@ -376,18 +422,26 @@ async fn historical(State(service): State<Shared>, Query(window): Query<Window>)
     let hours = window.hours.unwrap_or(24);
     match finished_builds(&service.engine, hours).await {
         Ok(builds) => axum::Json(Historical::of_builds(hours, builds)).into_response(),
-        Err((code, message)) => error(StatusCode::SERVICE_UNAVAILABLE, code, message),
+        Err(refusal) => *refusal,
     }
 }
 
 /// The builds that finished in the last `hours`, oldest first.
-async fn finished_builds(engine: &Engine, hours: u64) -> Result<Vec<HistoricalBuild>, (&'static str, String)> {
+async fn finished_builds(engine: &Engine, hours: u64) -> Result<Vec<HistoricalBuild>, Box<Response>> {
     if engine.config().queue.redis.is_some() {
         let since = Historical::of_builds(hours, []).since;
-        let farm = engine.farm().await.map_err(|e| (e.code(), e.to_string()))?;
-        farm.queue.finished_since(since).await.map_err(|e| (e.code(), e.to_string()))
+        let farm = engine.farm().await.map_err(|e| Box::new(failure(&e)))?;
+        farm.queue.finished_since(since).await.map_err(|e| Box::new(failure(&e)))
     } else {
-        let history = engine.history().historical(hours).map_err(|e| ("internal", e.to_string()))?;
+        let history = engine.history().historical(hours).map_err(|e| {
+            let message = format!("the build history cannot be read: {e}");
+            Box::new(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "build_io_failed",
+                message,
+                "check the cache directory's history/ (permissions, free space)",
+            ))
+        })?;
         let mut builds: Vec<HistoricalBuild> = history.types.into_values().flat_map(|t| t.builds).collect();
         builds.sort_by_key(|b| b.finished_at);
         Ok(builds)
@@ -417,6 +471,7 @@ fn router(service: Shared, max_upload: usize, cors: &[String]) -> Router {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(middleware::from_fn_with_state(service.clone(), authorize))
+        .layer(middleware::map_response(json_errors))
         .with_state(service);
     if cors.is_empty() {
         return router;
