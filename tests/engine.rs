@@ -694,3 +694,27 @@ async fn a_request_timeout_past_any_instant_is_bounded_not_a_panic() {
         assert_eq!(result.status, BuildStatus::Succeeded, "timeout {timeout}: {:?}", result.error);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_site_publishes_its_dotfiles_but_never_env_files_or_registry_credentials() {
+    let world = World::new();
+    let app = world.app(
+        "dotfiles",
+        serde_json::json!({"name": "dotfiles", "appType": "static"}),
+        &[
+            ("index.html", "<!doctype html><h1>hi</h1>"),
+            (".well-known/security.txt", "Contact: mailto:security@example.com"),
+            (".htaccess", "Options -Indexes"),
+            (".env", "STRIPE_SECRET=sk_live_1"),
+            (".env.production", "STRIPE_SECRET=sk_live_2"),
+            ("admin/.env.local", "STRIPE_SECRET=sk_live_3"),
+            (".npmrc", "//registry.npmjs.org/:_authToken=npm_secret"),
+            ("docs/.netrc", "machine example.com password p"),
+            ("env.txt", "not an env file"),
+        ],
+    );
+    let result = world.engine().build(BuildRequest::directory(&app)).await;
+    assert_succeeded(&result);
+    let files: Vec<&str> = result.artifacts.as_ref().unwrap().files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(files, vec![".htaccess", ".well-known/security.txt", "env.txt", "index.html"]);
+}

@@ -378,7 +378,12 @@ async fn workers_and_url_assets_are_emitted_and_load() {
     let world = World::new();
     let release = world.release(&world.app("worker-url")).await;
     let files = files_under(&release);
+    // Written in TypeScript, published as JavaScript (a `.ts` name is served as video/mp2t).
     let worker = files.iter().find(|f| f.starts_with("assets/primes-") && f.ends_with(".js")).expect("worker");
+    assert!(!files.iter().any(|f| f.ends_with(".ts")), "{files:?}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let entry = manifest["files"].as_array().unwrap().iter().find(|f| f["path"] == worker.as_str()).unwrap();
+    assert_eq!(entry["contentType"], "text/javascript", "{entry}");
     let code = std::fs::read_to_string(release.join(worker)).unwrap();
     assert!(!code.contains("import ") && !code.contains("../lib/sieve"), "the worker is self-contained: {code}");
     assert!(files.iter().any(|f| f.starts_with("assets/badge-") && f.ends_with(".png")), "{files:?}");
@@ -433,6 +438,44 @@ async fn env_and_mode_come_from_the_app_config_and_never_from_the_worker() {
     assert_eq!(result["dev"], true);
     assert_eq!(result["devOnly"], true);
     assert_eq!(result["api"], "http://localhost:8080");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vite_env_files_are_read_by_mode_under_the_app_config_and_never_published() {
+    let world = World::new();
+    let app = world.app("vite-env-files");
+    // Ignored by the app's .gitignore (`*.local`), as a developer's machine has it: not read.
+    std::fs::write(app.join(".env.local"), "VITE_LOCAL_ONLY=from-my-laptop\n").unwrap();
+    let first = world.build(&app).await;
+    assert_eq!(first.status, BuildStatus::Succeeded, "{:#?}", first.error);
+    let release = PathBuf::from(&first.artifacts.as_ref().unwrap().path);
+    assert_eq!(
+        run_in_node(&release),
+        json!({"api": "https://api.example.com/v2", "title": "Env files", "release": "from-workz-json",
+               "local": null, "home": "", "secret": null, "mode": "production"})
+    );
+    let files = files_under(&release);
+    assert!(files.contains(&"robots.txt".to_string()), "{files:?}");
+    assert!(!files.iter().any(|f| f.contains(".env")), "an env file was published: {files:?}");
+    let bundle: String =
+        page_scripts(&release, "index.html").iter().map(|s| std::fs::read_to_string(s).unwrap()).collect();
+    assert!(!bundle.contains("hunter2"), "a private variable was compiled in");
+
+    // Another mode reads its own file; a changed env file changes the key.
+    let mut config: Value = serde_json::from_slice(&std::fs::read(app.join("workz.json")).unwrap()).unwrap();
+    config["buildConfig"] = json!({"javascript": {"mode": "development"}});
+    std::fs::write(app.join("workz.json"), config.to_string()).unwrap();
+    let second = world.build(&app).await;
+    let result = run_in_node(&PathBuf::from(&second.artifacts.as_ref().unwrap().path));
+    assert_eq!(
+        (result["api"].as_str(), result["mode"].as_str()),
+        (Some("http://localhost:3000/api"), Some("development"))
+    );
+    std::fs::write(app.join(".env.development"), "VITE_API_HOST=staging.example.com\n").unwrap();
+    let third = world.build(&app).await;
+    assert!(!third.cache.hit && third.cache.key != second.cache.key);
+    let result = run_in_node(&PathBuf::from(&third.artifacts.as_ref().unwrap().path));
+    assert_eq!(result["api"], "http://staging.example.com/api");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

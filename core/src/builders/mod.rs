@@ -15,6 +15,14 @@ pub use flutter::FlutterBuilder;
 pub use javascript::JavascriptBuilder;
 pub use static_site::StaticSiteBuilder;
 
+/// Files no release publishes, at any depth, whatever the app type: by convention they hold
+/// secrets (`.env` and `.env.*` — Vite's env files, `.env.production` included —, an `.npmrc`
+/// or `.yarnrc.yml` with a registry token, `.netrc`).
+pub fn never_published(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name == ".env" || name.starts_with(".env.") || matches!(name, ".npmrc" | ".yarnrc" | ".yarnrc.yml" | ".netrc")
+}
+
 impl crate::context::PlatformRegistry {
     /// The builders that ship with the engine (those compiled in).
     pub fn with_defaults() -> Self {

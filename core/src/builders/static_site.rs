@@ -47,7 +47,10 @@ impl PlatformBuilder for StaticSiteBuilder {
         let cancel = ctx.cancel.clone();
         let entry_point = input.get("index.html").map(|_| "index.html".to_string());
         tokio::task::spawn_blocking(move || {
-            input.materialize(&out, &|f| !NOT_PUBLISHED.contains(&f.path.as_str()), &|| cancel.is_cancelled())
+            let published = |f: &crate::source::SourceFile| {
+                !NOT_PUBLISHED.contains(&f.path.as_str()) && !super::never_published(&f.path)
+            };
+            input.materialize(&out, &published, &|| cancel.is_cancelled())
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))?

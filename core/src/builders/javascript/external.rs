@@ -62,7 +62,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         &Default::default(),
         &crate::config::SourceConfig { exclude: vec![], respect_gitignore: false },
     )?;
-    tree.materialize(to, &|_| true, &|| false).map_err(BuildError::io("copying the output"))
+    let published = |f: &crate::source::SourceFile| !crate::builders::never_published(&f.path);
+    tree.materialize(to, &published, &|| false).map_err(BuildError::io("copying the output"))
 }
 
 /// Build with the app's own tool into the context's output directory.

@@ -6,6 +6,7 @@
 pub mod assets;
 pub mod bundle;
 pub mod css;
+mod dotenv;
 pub mod external;
 pub mod minify;
 pub mod npm;
@@ -189,6 +190,7 @@ impl JavascriptBuilder {
         let minify = app.build_config.optimization.minify.unwrap_or(ctx.config.optimization.minification);
         let sourcemap = app.build_config.optimization.source_maps.unwrap_or(ctx.config.optimization.source_maps);
         let format = app.build_config.javascript.module_format;
+        let variables = app_variables(&app, dir, snapshot.as_deref())?;
         let spec = bundle::BundleSpec {
             root: dir.to_path_buf(),
             snapshot,
@@ -198,7 +200,7 @@ impl JavascriptBuilder {
             minify,
             sourcemap,
             treeshake: ctx.config.optimization.treeshaking,
-            defines: env_defines(&app),
+            defines: env_defines(&app, &variables),
         };
         let built = match entries.modules.is_empty() {
             true => bundle::Bundled::default(),
@@ -212,11 +214,29 @@ impl JavascriptBuilder {
 /// exposes `VITE_*`): everything else there is for build commands only.
 pub const PUBLIC_ENV_PREFIXES: &[&str] = &["VITE_", "WORKZ_PUBLIC_"];
 
+/// The app's variables: its Vite env files (from the checked snapshot, or the build directory
+/// when hooks ran there) under its config's `env`. Both are in the cache key (the files by
+/// their digests, `env` in the app config).
+fn app_variables(app: &AppConfig, dir: &Path, snapshot: Option<&SourceTree>) -> Result<BTreeMap<String, String>> {
+    let mut texts = Vec::new();
+    for name in dotenv::files(app.build_config.javascript.mode.as_str()) {
+        let bytes = match snapshot {
+            Some(tree) => tree.get(&name).map(|f| f.read().map(|b| b.to_vec())).transpose()?,
+            None => match std::fs::read(dir.join(&name)) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(BuildError::io(format!("reading {name}"))(e)),
+            },
+        };
+        texts.extend(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()));
+    }
+    Ok(dotenv::variables(&texts, &app.env))
+}
+
 /// What the bundler replaces at build time: `process.env.NODE_ENV` and Vite's
-/// `import.meta.env` (`MODE`, `PROD`, `DEV`, `SSR`, `BASE_URL` and the public variables of the
-/// app config's `env`; never the worker's own environment). They are all in the app config,
-/// so they are part of the cache key.
-pub fn env_defines(app: &AppConfig) -> Vec<(String, String)> {
+/// `import.meta.env` (`MODE`, `PROD`, `DEV`, `SSR`, `BASE_URL` and the public ones of the
+/// app's `variables`; never the worker's own environment).
+fn env_defines(app: &AppConfig, variables: &BTreeMap<String, String>) -> Vec<(String, String)> {
     let mode = app.build_config.javascript.mode.as_str();
     let production = mode == "production";
     let mut env = serde_json::Map::new();
@@ -226,7 +246,7 @@ pub fn env_defines(app: &AppConfig) -> Vec<(String, String)> {
     env.insert("SSR".into(), false.into());
     // Releases are served from any path: assets are addressed relative to the page.
     env.insert("BASE_URL".into(), "./".into());
-    for (name, value) in &app.env {
+    for (name, value) in variables {
         if PUBLIC_ENV_PREFIXES.iter().any(|p| name.starts_with(p)) {
             env.insert(name.clone(), value.clone().into());
         }
@@ -342,7 +362,7 @@ pub async fn write_page(
 /// file of the same name wins.
 fn copy_public(tree: &SourceTree, out: &Path) -> Result<()> {
     for file in tree.files() {
-        let Some(rel) = file.path.strip_prefix("public/") else { continue };
+        let Some(rel) = file.path.strip_prefix("public/").filter(|rel| !super::never_published(rel)) else { continue };
         // The release's manifest.json is the build manifest; a web app manifest moves aside
         // (and the page's link follows it, see html::render).
         let rel = if rel == "manifest.json" { html::WEB_MANIFEST } else { rel };

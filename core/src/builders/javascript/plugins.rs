@@ -150,7 +150,10 @@ impl Plugin for ScriptUrls {
         let rel = path.strip_prefix(&self.spec.root).unwrap_or(&path).display().to_string();
         let reference = ctx
             .emit_file_async(EmittedAsset {
-                name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                // Bundled, it is JavaScript whatever it was written in: `worker.ts` is published
+                // as `worker-<hash>.js`, served as a script (a `.ts` file is `video/mp2t` to
+                // servers and CDNs, and browsers refuse to run a worker of that type).
+                name: path.file_stem().map(|n| format!("{}.js", n.to_string_lossy())),
                 original_file_name: Some(rel),
                 source: StrOrBytes::Str(code),
                 ..Default::default()
