@@ -280,6 +280,25 @@ async fn vite_react_app_renders_with_svg_json_css_and_a_lazy_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_react_app_layout_renders_from_its_public_page_with_jsx_in_js() {
+    let world = World::new();
+    let release = world.release(&world.app("create-react-app")).await;
+    let files = files_under(&release);
+    for published in ["config.js", "favicon.svg", "manifest.webmanifest"] {
+        assert!(files.contains(&published.to_string()), "{published}: {files:?}");
+    }
+    let page = std::fs::read_to_string(release.join("index.html")).unwrap();
+    assert!(!page.contains('%') && page.contains("<noscript>"), "{page}");
+    let result = run_in_chromium(&release, "index.html");
+    assert_eq!(
+        result,
+        json!({"title": "React App", "heading": "Hello from CRA",
+               "description": "Web site created using create-react-app", "runtime": "eu-west", "publicUrl": ".",
+               "logoLoaded": true, "margin": "0px", "manifest": "./manifest.webmanifest"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preact_app_with_a_jsx_pragma_renders() {
     let world = World::new();
     let release = world.release(&world.app("preact-pragma")).await;

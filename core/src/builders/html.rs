@@ -12,7 +12,7 @@ use lol_html::{RewriteStrSettings, element, rewrite_str};
 use crate::error::{BuildError, Result};
 
 /// A local script or stylesheet the page references.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageRefs {
     /// `src` of local `<script src>` tags, in order (as written, without a leading `./` or `/`).
     pub scripts: Vec<String>,
@@ -82,6 +82,9 @@ pub struct Injected {
     pub head: String,
     /// At the end of `<body>`: entry scripts.
     pub body: String,
+    /// Keep the template's local scripts and stylesheets (Create React App's page names files
+    /// of public/, published as they are) instead of replacing them by the built ones.
+    pub keep_local_tags: bool,
 }
 
 /// Where a web app manifest from `public/manifest.json` is published: the release's own
@@ -104,13 +107,15 @@ pub fn render(template: &str, injected: &Injected) -> Result<String> {
                     Ok(())
                 }),
                 element!("script[src]", |el| {
-                    if el.get_attribute("src").is_some_and(|s| is_local(&s)) {
+                    if !injected.keep_local_tags && el.get_attribute("src").is_some_and(|s| is_local(&s)) {
                         el.remove();
                     }
                     Ok(())
                 }),
                 element!("link[href]", |el| {
-                    if is_stylesheet(el.get_attribute("rel")) && el.get_attribute("href").is_some_and(|s| is_local(&s))
+                    if !injected.keep_local_tags
+                        && is_stylesheet(el.get_attribute("rel"))
+                        && el.get_attribute("href").is_some_and(|s| is_local(&s))
                     {
                         el.remove();
                     }
@@ -205,6 +210,7 @@ mod tests {
         let injected = Injected {
             head: "<link rel=\"stylesheet\" href=\"assets/main-1.css\">".into(),
             body: "<script type=\"module\" src=\"assets/main-1.js\"></script>".into(),
+            keep_local_tags: false,
         };
         let out = render(PAGE, &injected).unwrap();
         assert!(!out.contains("/src/main.js") && !out.contains("./css/site.css"), "{out}");
@@ -215,5 +221,8 @@ mod tests {
         assert!(out.find("assets/main-1.js").unwrap() > out.find("<body>").unwrap());
         let bare = render("<p>hi</p>", &injected).unwrap();
         assert!(bare.starts_with("<link") && bare.ends_with("</script>"));
+        // Create React App's page: its own tags name files of public/ and stay.
+        let kept = render(PAGE, &Injected { keep_local_tags: true, ..injected }).unwrap();
+        assert!(kept.contains("/src/main.js") && kept.contains("./css/site.css") && kept.contains("assets/main-1.js"));
     }
 }

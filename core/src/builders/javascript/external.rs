@@ -266,11 +266,7 @@ async fn webpack(ctx: &mut BuildContext, dir: &Path) -> Result<()> {
     if built.is_empty() {
         return Err(BuildError::ArtifactMissing("webpack reported no entry points".into()).into());
     }
-    let tree = ctx.source()?.clone();
-    let page = match tree.get("index.html") {
-        Some(file) => Some(html::scan(&String::from_utf8_lossy(&file.read()?))?),
-        None => None,
-    };
+    let page = super::index_page(&ctx.source()?.clone())?;
     let entries = entries.unwrap_or(Entries { modules: Vec::new(), page, other_pages: Vec::new() });
     let target = ctx.app()?.build_config.javascript.target;
     write_page(ctx, dir, &entries, &built, &Default::default(), css::browsers_for(target)).await

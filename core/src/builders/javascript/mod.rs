@@ -76,10 +76,33 @@ fn scan_page(tree: &SourceTree, file: &str) -> Result<Option<html::PageRefs>> {
     Ok(Some(page))
 }
 
+/// Create React App keeps its page in public/: it names the files there `%PUBLIC_URL%/…`
+/// (published as they are) and loads no script itself; the build adds the entries.
+const CRA_PAGE: &str = "public/index.html";
+
+/// The app's index.html and what it references; or Create React App's page, which
+/// references nothing the build makes.
+pub fn index_page(tree: &SourceTree) -> Result<Option<html::PageRefs>> {
+    match scan_page(tree, "index.html")? {
+        None if tree.get(CRA_PAGE).is_some() => Ok(Some(html::PageRefs::default())),
+        page => Ok(page),
+    }
+}
+
+/// `%PUBLIC_URL%` (`.`: releases are served from any path), `%NODE_ENV%` and the public
+/// variables in Create React App's page, as its build replaces them.
+fn interpolate(template: &str, mode: &str, variables: &BTreeMap<String, String>) -> String {
+    let mut page = template.replace("%PUBLIC_URL%", ".").replace("%NODE_ENV%", mode);
+    for (name, value) in variables.iter().filter(|(name, _)| is_public(name)) {
+        page = page.replace(&format!("%{name}%"), value);
+    }
+    page
+}
+
 /// Find the entry modules: the page's local scripts, plus the configured entry (or, when
 /// the page has none, the first of the usual names).
 pub fn find_entries(tree: &SourceTree, app: &AppConfig) -> Result<Entries> {
-    let page = scan_page(tree, "index.html")?;
+    let page = index_page(tree)?;
     let mut other_pages = Vec::new();
     for file in tree.files() {
         if file.path.ends_with(".html")
@@ -212,7 +235,11 @@ impl JavascriptBuilder {
 
 /// Prefixes of the app config's `env` variables that are compiled into the app (as Vite
 /// exposes `VITE_*`): everything else there is for build commands only.
-pub const PUBLIC_ENV_PREFIXES: &[&str] = &["VITE_", "WORKZ_PUBLIC_"];
+pub const PUBLIC_ENV_PREFIXES: &[&str] = &["VITE_", "WORKZ_PUBLIC_", "REACT_APP_"];
+
+fn is_public(name: &str) -> bool {
+    PUBLIC_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 
 /// The app's variables: its Vite env files (from the checked snapshot, or the build directory
 /// when hooks ran there) under its config's `env`. Both are in the cache key (the files by
@@ -247,11 +274,16 @@ fn env_defines(app: &AppConfig, variables: &BTreeMap<String, String>) -> Vec<(St
     // Releases are served from any path: assets are addressed relative to the page.
     env.insert("BASE_URL".into(), "./".into());
     for (name, value) in variables {
-        if PUBLIC_ENV_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        if is_public(name) {
             env.insert(name.clone(), value.clone().into());
         }
     }
     let mut defines = vec![("process.env.NODE_ENV".to_string(), serde_json::Value::from(mode).to_string())];
+    // Create React App's way: `process.env.REACT_APP_NAME` and `process.env.PUBLIC_URL`.
+    defines.push(("process.env.PUBLIC_URL".to_string(), "\".\"".to_string()));
+    for (name, value) in env.iter().filter(|(name, _)| is_public(name)) {
+        defines.push((format!("process.env.{name}"), value.to_string()));
+    }
     for (name, value) in &env {
         defines.push((format!("import.meta.env.{name}"), value.to_string()));
     }
@@ -338,8 +370,18 @@ pub async fn write_page(
         }
         let page = match refs {
             Some(_) => {
-                let template =
-                    std::fs::read_to_string(dir.join(file)).map_err(BuildError::io(format!("reading {file}")))?;
+                let template_file = if file == "index.html" && !dir.join(file).is_file() { CRA_PAGE } else { file };
+                let mut template = std::fs::read_to_string(dir.join(template_file))
+                    .map_err(BuildError::io(format!("reading {template_file}")))?;
+                if template_file == CRA_PAGE {
+                    let snapshot = match ctx.materialized_build_dir() {
+                        Some(_) => None,
+                        None => Some(ctx.source()?.clone()),
+                    };
+                    let variables = app_variables(&app, dir, snapshot.as_deref())?;
+                    template = interpolate(&template, app.build_config.javascript.mode.as_str(), &variables);
+                    injected.keep_local_tags = true;
+                }
                 html::render(&template, &injected)?
             }
             None => html::minimal_page(&app.name, &injected),

@@ -308,7 +308,11 @@ impl Plugin for SourceGuard {
                     Some(marked) => arcstr::ArcStr::from(marked),
                     None => arcstr::ArcStr::from(code.as_ref()),
                 };
-                Ok(Some(HookLoadOutput { code, ..Default::default() }))
+                // The app's own .js may hold JSX (Create React App's src/App.js): parsed as
+                // JSX, which accepts all JavaScript. Packages' files stay plain JavaScript.
+                let app_js =
+                    [".js", ".mjs"].iter().any(|ext| args.id.ends_with(ext)) && !args.id.contains("/node_modules/");
+                Ok(Some(HookLoadOutput { code, module_type: app_js.then_some(ModuleType::Jsx), ..Default::default() }))
             }
             None => Ok(None),
         }
