@@ -299,6 +299,28 @@ async fn create_react_app_layout_renders_from_its_public_page_with_jsx_in_js() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_meta_glob_routes_and_locales_are_bundled() {
+    let world = World::new();
+    let release = world.release(&world.app("vite-glob-routes")).await;
+    // Lazy routes are chunks of their own; the test file matched by no pattern is not bundled.
+    let files = files_under(&release);
+    assert!(files.iter().filter(|f| f.ends_with(".js") && *f != "sw.js").count() >= 3, "{files:?}");
+    let code: String = files
+        .iter()
+        .filter(|f| f.ends_with(".js"))
+        .map(|f| std::fs::read_to_string(release.join(f)).unwrap())
+        .collect();
+    assert!(!code.contains("never be bundled") && !code.contains("import.meta.glob"), "{code}");
+    assert_eq!(
+        run_in_node(&release),
+        json!({"routes": ["./routes/about.ts", "./routes/home.ts"],
+               "rendered": {"/about": "<h1>About</h1>", "/": "<h1>Home</h1>"},
+               "greetings": {"en": "Hello", "fr": "Bonjour"},
+               "titles": {"./routes/about.ts": "About us", "./routes/home.ts": "Home"}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preact_app_with_a_jsx_pragma_renders() {
     let world = World::new();
     let release = world.release(&world.app("preact-pragma")).await;

@@ -67,3 +67,9 @@ pub use tokio_util::sync::CancellationToken;
 
 /// The engine's version; part of every cache key.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Raised whenever the same sources build to a different release (a fix in what is
+/// published): part of every cache key with `VERSION`, so that no entry made before the fix
+/// is served after it. 2: env files never published, TypeScript workers named .js, env files
+/// and `import.meta.glob` compiled in, Create React App pages.
+pub const OUTPUT_REVISION: u32 = 2;

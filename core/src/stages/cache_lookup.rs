@@ -35,7 +35,7 @@ pub async fn key_components(ctx: &BuildContext) -> Result<KeyComponents> {
         .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
         .collect();
     Ok(KeyComponents {
-        engine_version: crate::VERSION.to_string(),
+        engine_version: format!("{}+r{}", crate::VERSION, crate::OUTPUT_REVISION),
         app_type: app.app_type.to_string(),
         target: ctx.target()?.to_string(),
         toolchain: builder.toolchain(ctx).await?,

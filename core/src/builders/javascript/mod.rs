@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod css;
 mod dotenv;
 pub mod external;
+mod glob_import;
 pub mod minify;
 pub mod npm;
 mod options;

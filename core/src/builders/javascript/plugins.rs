@@ -242,6 +242,25 @@ impl SourceGuard {
         Some(BuildError::UnsupportedModuleType { file, kind: kind.to_string() }.into())
     }
 
+    /// `code` with its `import.meta.glob` calls replaced by the app's matching files.
+    fn glob_imports(&self, id: &str, code: &str) -> Result<Option<String>> {
+        if !code.contains("import.meta.glob") {
+            return Ok(None);
+        }
+        let path = crate::files::normalize(Path::new(id));
+        let module = path.strip_prefix(&self.root).unwrap_or(&path).to_string_lossy().into_owned();
+        let tree = match &self.snapshot {
+            Some(tree) => tree.clone(),
+            None => Arc::new(SourceTree::from_dir(
+                &self.root,
+                &Default::default(),
+                &crate::config::SourceConfig { exclude: vec![], respect_gitignore: false },
+            )?),
+        };
+        let files: Vec<&str> = tree.files().iter().map(|f| f.path.as_str()).collect();
+        super::glob_import::rewrite(code, &module, &files).map_err(|why| BuildError::Validation(why).into())
+    }
+
     /// Refuse what the build may not read; the checked bytes when it had to read them.
     fn check(&self, id: &str) -> std::result::Result<Option<bytes::Bytes>, String> {
         let path = id.split(['?', '#']).next().unwrap_or(id);
@@ -304,6 +323,11 @@ impl Plugin for SourceGuard {
         };
         match code {
             Some(code) => {
+                let code = match self.glob_imports(args.id, &code) {
+                    Ok(Some(rewritten)) => Cow::Owned(rewritten),
+                    Ok(None) => code,
+                    Err(error) => return Err(self.failure.fail(error)),
+                };
                 let code = match classic_jsx_pragma(&code) {
                     Some(marked) => arcstr::ArcStr::from(marked),
                     None => arcstr::ArcStr::from(code.as_ref()),

@@ -67,7 +67,7 @@ impl std::fmt::Display for SyntaxError {
     }
 }
 
-fn source_type(path: &str) -> SourceType {
+pub(super) fn source_type(path: &str) -> SourceType {
     let ext = path.rsplit_once('.').map_or("js", |(_, e)| e);
     // Plain .js may hold JSX in React apps: parse it as JSX, which accepts all JS.
     let name = match ext {
