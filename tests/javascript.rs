@@ -450,6 +450,16 @@ async fn imports_cannot_reach_outside_the_app_or_its_snapshot() {
     assert_eq!(error_code(&result), "validation_failed");
     let message = &result.error.as_ref().unwrap().message;
     assert!(message.contains("src/local.js is not part of the app's sources"), "{message}");
+
+    // Nor through Vite's `?raw` (a file's text as a string), relative or from the root.
+    for specifier in ["../../secret.json?raw", "/../secret.json?raw", "./local.js?raw"] {
+        std::fs::write(app.join("src/main.js"), format!("import text from {specifier:?};\nconsole.log(text);\n"))
+            .unwrap();
+        let result = world.engine().build(BuildRequest::directory(&app)).await;
+        assert_eq!(error_code(&result), "validation_failed", "{specifier}");
+        let message = &result.error.as_ref().unwrap().message;
+        assert!(message.contains("outside the app") || message.contains("not part of the app's sources"), "{message}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,7 +299,7 @@ async fn create_react_app_layout_renders_from_its_public_page_with_jsx_in_js() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn import_meta_glob_routes_and_locales_are_bundled() {
+async fn import_meta_glob_routes_locales_and_a_raw_import_are_bundled() {
     let world = World::new();
     let release = world.release(&world.app("vite-glob-routes")).await;
     // Lazy routes are chunks of their own; the test file matched by no pattern is not bundled.
@@ -313,7 +313,7 @@ async fn import_meta_glob_routes_and_locales_are_bundled() {
     assert!(!code.contains("never be bundled") && !code.contains("import.meta.glob"), "{code}");
     assert_eq!(
         run_in_node(&release),
-        json!({"routes": ["./routes/about.ts", "./routes/home.ts"],
+        json!({"banner": "Routes by glob\n", "routes": ["./routes/about.ts", "./routes/home.ts"],
                "rendered": {"/about": "<h1>About</h1>", "/": "<h1>Home</h1>"},
                "greetings": {"en": "Hello", "fr": "Bonjour"},
                "titles": {"./routes/about.ts": "About us", "./routes/home.ts": "Home"}})

@@ -71,5 +71,5 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Raised whenever the same sources build to a different release (a fix in what is
 /// published): part of every cache key with `VERSION`, so that no entry made before the fix
 /// is served after it. 2: env files never published, TypeScript workers named .js, env files
-/// and `import.meta.glob` compiled in, Create React App pages.
+/// `import.meta.glob` and `?raw` compiled in, Create React App pages.
 pub const OUTPUT_REVISION: u32 = 2;

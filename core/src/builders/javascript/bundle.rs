@@ -17,7 +17,7 @@ use oxc::transformer::EngineTargets;
 use super::minify::{ChunkSourceMap, EarlyMinify, Minified, MinifySettings, minify_chunk};
 pub use super::options::BundleSpec;
 use super::options::{bundler_options, diagnostics, unresolved};
-use super::plugins::{CssImports, MinifyEarly, PluginFailure, ScriptUrls, SourceGuard};
+use super::plugins::{CssImports, MinifyEarly, PluginFailure, RawImports, ScriptUrls, SourceGuard};
 use crate::config::ModuleFormat;
 use crate::error::{BuildError, Error, Result};
 
@@ -96,13 +96,14 @@ pub async fn bundle(spec: &BundleSpec, out_dir: &Path) -> Result<Bundled> {
         failure: failure.clone(),
     });
     let script_urls = Arc::new(ScriptUrls { spec: spec.clone(), failure: failure.clone() });
+    let raw = Arc::new(RawImports { root: spec.root.clone() });
     let early = Arc::new(MinifyEarly {
         settings: if own_minify { Some(minify_settings(&spec.target)?) } else { None },
         source_map: spec.sourcemap,
         started: Mutex::new(HashMap::new()),
     });
     let mut bundler =
-        rolldown::Bundler::with_plugins(options, vec![guard.clone(), css.clone(), script_urls, early.clone()])
+        rolldown::Bundler::with_plugins(options, vec![guard.clone(), css.clone(), script_urls, raw, early.clone()])
             .map_err(|e| diagnostics(&spec.root, e))?;
     let generated = bundler.generate().await;
     if let Some(e) = failure.take().or_else(|| guard.refused()) {

@@ -1,7 +1,7 @@
 //! The rolldown plugins the engine adds to every bundle: the source guard (reads stay in
 //! the app and its checked snapshot; file kinds the engine cannot compile are named), CSS
 //! and Sass imports with CSS modules, scripts loaded by URL (workers) bundled on their own,
-//! and the early start of the minifier.
+//! `?raw` imports, and the early start of the minifier.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -162,6 +162,52 @@ impl Plugin for ScriptUrls {
         ctx.associate_module_with_file_ref(args.id, &reference);
         Ok(Some(HookLoadOutput {
             code: arcstr::ArcStr::from(format!("module.exports = \"{ASSET_PLACEHOLDER}{reference}\";\n")),
+            module_type: Some(ModuleType::Js),
+            side_effects: Some(HookSideEffects::False),
+            ..Default::default()
+        }))
+    }
+}
+
+/// Vite's `?raw` imports (`import shader from './light.glsl?raw'`): the file's text as the
+/// module's default export. (`?url` needs nothing: rolldown emits the asset.)
+#[derive(Debug)]
+pub(super) struct RawImports {
+    pub(super) root: PathBuf,
+}
+
+const RAW_QUERY: &str = "?raw";
+
+impl Plugin for RawImports {
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("workz:raw-imports")
+    }
+
+    fn register_hook_usage(&self) -> HookUsage {
+        HookUsage::ResolveId | HookUsage::Load
+    }
+
+    async fn resolve_id(&self, _ctx: &PluginContext, args: &HookResolveIdArgs<'_>) -> HookResolveIdReturn {
+        let Some(specifier) = args.specifier.strip_suffix(RAW_QUERY) else { return Ok(None) };
+        let base = match (specifier.strip_prefix('/'), args.importer) {
+            (Some(rooted), _) => self.root.join(rooted),
+            (None, Some(importer)) if specifier.starts_with("./") || specifier.starts_with("../") => {
+                let importer = importer.split(['?', '#']).next().unwrap_or(importer);
+                Path::new(importer).parent().unwrap_or(&self.root).join(specifier)
+            }
+            _ => return Ok(None),
+        };
+        let path = crate::files::normalize(&base);
+        // The source guard refuses what is outside the app or not in its snapshot when it loads.
+        Ok(Some(HookResolveIdOutput::from_id(format!("{}{RAW_QUERY}", path.display()))))
+    }
+
+    async fn load(&self, _ctx: SharedLoadPluginContext, args: &HookLoadArgs<'_>) -> HookLoadReturn {
+        let Some(path) = args.id.strip_suffix(RAW_QUERY) else { return Ok(None) };
+        let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        let text = serde_json::to_string(&String::from_utf8_lossy(&bytes)).unwrap_or_default();
+        Ok(Some(HookLoadOutput {
+            code: arcstr::ArcStr::from(format!("export default {text};\n")),
             module_type: Some(ModuleType::Js),
             side_effects: Some(HookSideEffects::False),
             ..Default::default()
