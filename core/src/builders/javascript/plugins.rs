@@ -378,10 +378,13 @@ impl Plugin for SourceGuard {
                     Some(marked) => arcstr::ArcStr::from(marked),
                     None => arcstr::ArcStr::from(code.as_ref()),
                 };
-                // The app's own .js may hold JSX (Create React App's src/App.js): parsed as
-                // JSX, which accepts all JavaScript. Packages' files stay plain JavaScript.
-                let app_js =
-                    [".js", ".mjs"].iter().any(|ext| args.id.ends_with(ext)) && !args.id.contains("/node_modules/");
+                // The app's own .js may hold JSX (Create React App's src/App.js): such a file
+                // is compiled as JSX (a superset of JavaScript). Only one that looks like it
+                // (a closing or self-closing tag), so that plain JavaScript skips the JSX
+                // transform. Packages' files stay JavaScript.
+                let app_js = [".js", ".mjs"].iter().any(|ext| args.id.ends_with(ext))
+                    && !args.id.contains("/node_modules/")
+                    && (code.contains("</") || code.contains("/>"));
                 Ok(Some(HookLoadOutput { code, module_type: app_js.then_some(ModuleType::Jsx), ..Default::default() }))
             }
             None => Ok(None),
