@@ -7,6 +7,8 @@
 //! within a directory, `**` crosses them, a `!` pattern excludes; `node_modules` and the
 //! importing file itself are never matched. Options: `eager`, `import` (one export).
 
+use std::path::Path;
+
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use oxc::allocator::Allocator;
 use oxc::ast::ast::{Argument, CallExpression, Expression, ObjectPropertyKind, PropertyKey};
@@ -145,6 +147,21 @@ fn glob_set(globs: &[String]) -> Result<GlobSet, String> {
     set.build().map_err(|e| e.to_string())
 }
 
+/// The app-relative paths of the files under `root`, `node_modules` and `.git` left out.
+pub fn app_files(root: &Path) -> Vec<String> {
+    let mut walker = ignore::WalkBuilder::new(root);
+    walker.standard_filters(false).follow_links(false);
+    walker.filter_entry(|entry| !matches!(entry.file_name().to_str(), Some("node_modules" | ".git")));
+    let mut files: Vec<String> = walker
+        .build()
+        .flatten()
+        .filter(|entry| entry.file_type().is_some_and(|t| t.is_file()))
+        .filter_map(|entry| entry.path().strip_prefix(root).ok().and_then(|p| p.to_str()).map(str::to_string))
+        .collect();
+    files.sort();
+    files
+}
+
 /// `code` of the app-relative module `module` with every `import.meta.glob` call replaced, or
 /// `None` when it has none. `files` are the app's files, app-relative.
 pub fn rewrite(code: &str, module: &str, files: &[&str]) -> Result<Option<String>, String> {
@@ -257,6 +274,17 @@ mod tests {
         );
         assert!(!out.contains("node_modules"), "{out}");
         assert_eq!(out.lines().count(), 3, "every line keeps its number: {out}");
+    }
+
+    #[test]
+    fn a_build_directory_is_listed_by_name_without_its_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["src/main.ts", "src/pages/a.ts", "node_modules/x/index.js", ".git/HEAD", "index.html"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        assert_eq!(app_files(dir.path()), ["index.html", "src/main.ts", "src/pages/a.ts"]);
     }
 
     #[test]

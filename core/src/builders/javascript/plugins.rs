@@ -295,15 +295,16 @@ impl SourceGuard {
         }
         let path = crate::files::normalize(Path::new(id));
         let module = path.strip_prefix(&self.root).unwrap_or(&path).to_string_lossy().into_owned();
-        let tree = match &self.snapshot {
-            Some(tree) => tree.clone(),
-            None => Arc::new(SourceTree::from_dir(
-                &self.root,
-                &Default::default(),
-                &crate::config::SourceConfig { exclude: vec![], respect_gitignore: false },
-            )?),
+        // The snapshot's paths; after hooks, the build directory's names (not hashed: the
+        // patterns only match names, and node_modules is never matched).
+        let listed;
+        let files: Vec<&str> = match &self.snapshot {
+            Some(tree) => tree.files().iter().map(|f| f.path.as_str()).collect(),
+            None => {
+                listed = super::glob_import::app_files(&self.root);
+                listed.iter().map(String::as_str).collect()
+            }
         };
-        let files: Vec<&str> = tree.files().iter().map(|f| f.path.as_str()).collect();
         super::glob_import::rewrite(code, &module, &files).map_err(|why| BuildError::Validation(why).into())
     }
 
